@@ -1,1 +1,265 @@
-fn main() {}
+//! `cardinal`: the service and its administration commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cardinal_card::PublicKey;
+use cardinal_server::auth::jwt::{Claims, mint_eddsa};
+use cardinal_server::config::Settings;
+use cardinal_server::startup::{Application, open_store};
+use cardinal_server::storage::{CardsPerIdentity, KeyRole};
+use cardinal_server::{manage, telemetry};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Cardinal: a self-hosted public-key directory (cards service).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// A TOML file applied over the built-in defaults.
+    #[arg(long, global = true, env = "CARDINAL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (SQLite under ./cardinal-data/ unless configured otherwise).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the effective configuration, secrets masked.
+    PrintConfig,
+    /// Manage apps (tenants).
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Mint a token with an API private key.
+    ///
+    /// Example: cardinal token --key cardinal-data/default-app-key.pem --kid KID --app default --identity alice
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Create an app. Example: cardinal app create chat --cards-per-identity single
+    Create {
+        /// The app id (1 to 64 of A-Z a-z 0-9 - _ .).
+        id: String,
+        /// One live card chain per identity, or several.
+        #[arg(long, value_enum)]
+        cards_per_identity: Option<Policy>,
+    },
+    /// List apps.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Register a public key. Example: cardinal key add --app chat --role app --public-key backend.pub.pem
+    Add {
+        #[arg(long)]
+        app: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// SPKI PEM, or base64 of SPKI DER or of the raw 32 bytes.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// The key id (default: random).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// Generate a key pair, write the private key (PKCS#8 PEM, mode 0600) and register the
+    /// public key. Example: cardinal key generate --app chat --role admin --out admin.pem
+    Generate {
+        #[arg(long)]
+        app: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// List keys. Example: cardinal key list --app chat
+    List {
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Revoke a key; tokens it signed stop working at once. Example: cardinal key revoke KID
+    Revoke { kid: String },
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The API private key (PKCS#8 PEM or base64 DER).
+    #[arg(long)]
+    key: PathBuf,
+    /// Its key id.
+    #[arg(long)]
+    kid: String,
+    /// The app id.
+    #[arg(long)]
+    app: String,
+    /// The identity (or, for an admin key, the admin's name).
+    #[arg(long)]
+    identity: String,
+    /// Lifetime, e.g. 1h, 30m, 3600s.
+    #[arg(long, default_value = "1h")]
+    ttl: humantime::Duration,
+    /// Bearer (EdDSA JWT) or Virgil (VEDS512 JWT, for Virgil SDKs).
+    #[arg(long, value_enum, default_value = "bearer")]
+    scheme: Scheme,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Policy {
+    Single,
+    Multiple,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Role {
+    App,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scheme {
+    Bearer,
+    Virgil,
+}
+
+impl From<Role> for KeyRole {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::App => KeyRole::App,
+            Role::Admin => KeyRole::Admin,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Token(args) = &cli.command {
+        println!("{}", mint(args)?);
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref()).context("loading the configuration")?;
+    if let Command::PrintConfig = cli.command {
+        println!("{settings:#?}");
+        return Ok(());
+    }
+    telemetry::init(&settings.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve => actix_web::rt::System::new().block_on(async move {
+            let app = Application::build(settings).await?;
+            app.run_until_stopped().await?;
+            Ok(())
+        }),
+        command => runtime.block_on(admin(command, settings)),
+    }
+}
+
+async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let store = store.as_ref();
+    match command {
+        Command::Migrate => println!("migrations applied"),
+        Command::App(AppCommand::Create { id, cards_per_identity }) => {
+            let policy = match cards_per_identity {
+                Some(Policy::Single) => CardsPerIdentity::Single,
+                Some(Policy::Multiple) => CardsPerIdentity::Multiple,
+                None => settings.apps.cards_per_identity,
+            };
+            let app = manage::create_app(store, &id, policy, "cli").await?;
+            println!("created app {} (cards_per_identity = {})", app.id, app.cards_per_identity.as_str());
+        }
+        Command::App(AppCommand::List) => {
+            println!("{:<24} {:<18} CREATED", "APP", "CARDS_PER_IDENTITY");
+            for app in store.list_apps().await? {
+                println!("{:<24} {:<18} {}", app.id, app.cards_per_identity.as_str(), timestamp(app.created_at));
+            }
+        }
+        Command::Key(KeyCommand::Add { app, role, public_key, kid }) => {
+            let text =
+                std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
+            let key = PublicKey::from_text(&text)
+                .with_context(|| format!("{} is not an Ed25519 public key", public_key.display()))?;
+            let record = manage::add_key(store, &app, role.into(), &key, kid, "cli").await?;
+            println!("added {} key {} to app {}", record.role.as_str(), record.kid, record.app_id);
+        }
+        Command::Key(KeyCommand::Generate { app, role, out, kid }) => {
+            if out.exists() {
+                bail!("{} exists; refusing to overwrite a private key", out.display());
+            }
+            let key = cardinal_card::SigningKey::generate();
+            manage::write_private_key(&out, &key)?;
+            let record = manage::add_key(store, &app, role.into(), &key.public_key(), kid, "cli").await?;
+            println!(
+                "generated {} key {} for app {}; private key in {}",
+                record.role.as_str(),
+                record.kid,
+                record.app_id,
+                out.display()
+            );
+        }
+        Command::Key(KeyCommand::List { app }) => {
+            println!("{:<34} {:<16} {:<6} {:<22} REVOKED", "KID", "APP", "ROLE", "CREATED");
+            for key in store.list_api_keys(app.as_deref()).await? {
+                let revoked = key.revoked_at.map_or_else(|| "-".to_owned(), timestamp);
+                println!(
+                    "{:<34} {:<16} {:<6} {:<22} {revoked}",
+                    key.kid,
+                    key.app_id,
+                    key.role.as_str(),
+                    timestamp(key.created_at)
+                );
+            }
+        }
+        Command::Key(KeyCommand::Revoke { kid }) => {
+            if manage::revoke_key(store, &kid, "cli").await? {
+                println!("revoked key {kid}");
+            } else {
+                println!("key {kid} was already revoked");
+            }
+        }
+        Command::Serve | Command::PrintConfig | Command::Token(_) => {}
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn timestamp(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+}
+
+fn mint(args: &TokenArgs) -> anyhow::Result<String> {
+    let key = manage::read_private_key(&args.key)?;
+    let ttl: Duration = args.ttl.into();
+    let iat = chrono::Utc::now().timestamp();
+    let exp = iat + i64::try_from(ttl.as_secs()).context("ttl is too long")?;
+    Ok(match args.scheme {
+        Scheme::Bearer => {
+            let claims = Claims { iss: args.app.clone(), sub: args.identity.clone(), iat, exp, nbf: None };
+            mint_eddsa(&key, &args.kid, &claims).context("signing the token")?
+        }
+        Scheme::Virgil => cardinal_card::virgil_jwt::sign(&key, &args.kid, &args.app, &args.identity, iat, exp),
+    })
+}

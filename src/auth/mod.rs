@@ -1,0 +1,169 @@
+//! Authentication: a Bearer EdDSA JWT or a Virgil VEDS512 JWT becomes one [`Caller`].
+//!
+//! Both schemes pin their algorithm before any key is used, look the key up by `kid`, refuse
+//! revoked keys and keys of another app than the issuer, cap the lifetime and allow a small,
+//! configured clock skew.
+
+mod extractor;
+pub mod jwt;
+
+use std::sync::Arc;
+
+use cardinal_card::virgil_jwt::VirgilJwt;
+use cardinal_card::wire::ProblemCode;
+use cardinal_card::{Identity, PublicKey};
+
+use crate::directory::Caller;
+use crate::error::ApiError;
+use crate::storage::{ApiKeyRecord, CardStore};
+
+/// Verifies tokens against the registered API keys.
+pub struct Authenticator {
+    store: Arc<dyn CardStore>,
+    policy: TokenPolicy,
+}
+
+/// What a token's times must satisfy, and how big it may be.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy {
+    /// Longest `exp - iat`, seconds.
+    pub max_lifetime_secs: i64,
+    /// Tolerated skew, seconds.
+    pub clock_skew_secs: i64,
+    /// Longest Authorization header value.
+    pub max_token_bytes: usize,
+}
+
+/// The time claims common to both schemes.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenTimes {
+    /// Issued at.
+    pub iat: i64,
+    /// Expires at.
+    pub exp: i64,
+    /// Not before.
+    pub nbf: Option<i64>,
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::new(ProblemCode::TokenInvalid, detail)
+}
+
+impl TokenPolicy {
+    /// Checks a token's times at `now`.
+    pub fn check_times(&self, times: TokenTimes, now: i64) -> Result<(), ApiError> {
+        if times.exp <= times.iat {
+            return Err(invalid("exp must be after iat"));
+        }
+        if times.exp - times.iat > self.max_lifetime_secs {
+            return Err(invalid(format!("token lifetime exceeds {} seconds", self.max_lifetime_secs)));
+        }
+        if now > times.exp.saturating_add(self.clock_skew_secs) {
+            return Err(ApiError::new(ProblemCode::TokenExpired, "the token has expired"));
+        }
+        let starts = times.nbf.map_or(times.iat, |nbf| nbf.max(times.iat));
+        if starts > now.saturating_add(self.clock_skew_secs) {
+            return Err(ApiError::new(ProblemCode::TokenExpired, "the token is not valid yet"));
+        }
+        Ok(())
+    }
+}
+
+impl Authenticator {
+    /// An authenticator over the store's keys.
+    pub fn new(store: Arc<dyn CardStore>, policy: TokenPolicy) -> Self {
+        Authenticator { store, policy }
+    }
+
+    /// Authenticates an `Authorization` header value.
+    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Caller, ApiError> {
+        let value = authorization
+            .ok_or_else(|| ApiError::new(ProblemCode::TokenMissing, "an Authorization header is required"))?;
+        if value.len() > self.policy.max_token_bytes {
+            return Err(invalid("the Authorization header is too long"));
+        }
+        let value = std::str::from_utf8(value).map_err(|_| invalid("the Authorization header is not ASCII"))?;
+        let (scheme, token) = value.split_once(' ').ok_or_else(|| invalid("use 'Bearer <jwt>' or 'Virgil <jwt>'"))?;
+        let token = token.trim();
+        let now = chrono::Utc::now().timestamp();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            self.authenticate_bearer(token, now).await
+        } else if scheme.eq_ignore_ascii_case("virgil") {
+            self.authenticate_virgil(token, now).await
+        } else {
+            Err(invalid("unsupported authorization scheme; use Bearer or Virgil"))
+        }
+    }
+
+    async fn authenticate_bearer(&self, token: &str, now: i64) -> Result<Caller, ApiError> {
+        let kid = jwt::eddsa_kid(token)?;
+        let key = self.usable_key(&kid).await?;
+        let claims = jwt::verify_eddsa(token, &key)?;
+        self.caller(
+            key,
+            &claims.iss,
+            &claims.sub,
+            TokenTimes { iat: claims.iat, exp: claims.exp, nbf: claims.nbf },
+            now,
+        )
+    }
+
+    async fn authenticate_virgil(&self, token: &str, now: i64) -> Result<Caller, ApiError> {
+        let jwt = VirgilJwt::parse(token).map_err(|e| invalid(e.to_string()))?;
+        let key = self.usable_key(&jwt.header.kid).await?;
+        let public = PublicKey::from_bytes(&key.public_key).map_err(|_| invalid("the API key is unusable"))?;
+        jwt.verify(&public).map_err(|e| invalid(e.to_string()))?;
+        let app = jwt.app_id().ok_or_else(|| invalid("iss must be virgil-<app id>"))?;
+        let subject = jwt.identity().ok_or_else(|| invalid("sub must be identity-<identity>"))?;
+        let times = TokenTimes { iat: jwt.claims.iat, exp: jwt.claims.exp, nbf: jwt.claims.nbf };
+        self.caller(key, app, subject, times, now)
+    }
+
+    async fn usable_key(&self, kid: &str) -> Result<ApiKeyRecord, ApiError> {
+        let key = self.store.find_api_key(kid).await?.ok_or_else(|| invalid("unknown key id"))?;
+        if key.revoked_at.is_some() {
+            return Err(invalid("the key that signed this token is revoked"));
+        }
+        Ok(key)
+    }
+
+    fn caller(
+        &self,
+        key: ApiKeyRecord,
+        issuer: &str,
+        subject: &str,
+        times: TokenTimes,
+        now: i64,
+    ) -> Result<Caller, ApiError> {
+        if issuer != key.app_id {
+            return Err(invalid("the token's issuer is not the key's app"));
+        }
+        self.policy.check_times(times, now)?;
+        let subject = Identity::parse(subject).map_err(|e| invalid(format!("sub: {e}")))?;
+        Ok(Caller { app_id: key.app_id, subject: subject.into_string(), role: key.role, kid: key.kid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: TokenPolicy = TokenPolicy { max_lifetime_secs: 3600, clock_skew_secs: 60, max_token_bytes: 8192 };
+
+    fn code(times: TokenTimes, now: i64) -> Option<ProblemCode> {
+        POLICY.check_times(times, now).err().map(|e| e.code)
+    }
+
+    #[test]
+    fn token_times_are_checked_with_skew_and_a_lifetime_cap() {
+        let t = |iat, exp, nbf| TokenTimes { iat, exp, nbf };
+        assert_eq!(code(t(1000, 2000, None), 1500), None);
+        assert_eq!(code(t(1000, 2000, None), 2060), None, "within skew after exp");
+        assert_eq!(code(t(1000, 2000, None), 2061), Some(ProblemCode::TokenExpired));
+        assert_eq!(code(t(1000, 2000, None), 940), None, "within skew before iat");
+        assert_eq!(code(t(1000, 2000, None), 939), Some(ProblemCode::TokenExpired));
+        assert_eq!(code(t(1000, 2000, Some(1500)), 1200), Some(ProblemCode::TokenExpired));
+        assert_eq!(code(t(1000, 4601, None), 1500), Some(ProblemCode::TokenInvalid), "lifetime over the cap");
+        assert_eq!(code(t(1000, 1000, None), 1000), Some(ProblemCode::TokenInvalid));
+    }
+}

@@ -1,0 +1,217 @@
+//! Settings: the embedded `config/default.toml`, then an optional file, then the environment.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::storage::{CardsPerIdentity, PoolSettings};
+
+/// The built-in defaults, documented key by key.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+/// Everything Cardinal can be told. Secrets are `SecretString`, so `Debug` redacts them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// HTTP listener.
+    pub server: ServerSettings,
+    /// The database.
+    pub database: DatabaseSettings,
+    /// The service's countersigning key.
+    pub service: ServiceSettings,
+    /// First-start app and key.
+    pub bootstrap: BootstrapSettings,
+    /// Defaults for new apps.
+    pub apps: AppDefaults,
+    /// Token verification.
+    pub auth: AuthSettings,
+    /// Sizes and counts that input controls.
+    pub limits: Limits,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// `host:port`.
+    pub listen: String,
+    /// Worker threads, 0 for one per core.
+    pub workers: usize,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite:…` or `postgres://…`.
+    pub url: SecretString,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Idle connections kept.
+    pub min_connections: u32,
+    /// Wait for a connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// The pool part.
+    pub fn pool(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.max_connections.max(1),
+            min_connections: self.min_connections,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+        }
+    }
+}
+
+/// `[service]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceSettings {
+    /// PKCS#8 PEM file of the countersigning key.
+    pub signing_key_file: PathBuf,
+    /// Create it if missing.
+    pub generate_signing_key: bool,
+    /// The key itself, instead of the file.
+    #[serde(default)]
+    pub signing_key: Option<SecretString>,
+}
+
+/// `[bootstrap]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct BootstrapSettings {
+    /// Whether to create the first app and key.
+    pub enabled: bool,
+    /// Its id.
+    pub app_id: String,
+    /// Where its private key goes.
+    pub key_file: PathBuf,
+}
+
+/// `[apps]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppDefaults {
+    /// Policy of apps created without one.
+    pub cards_per_identity: CardsPerIdentity,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// Longest accepted `exp - iat`.
+    pub max_token_lifetime_secs: i64,
+    /// Tolerated skew.
+    pub clock_skew_secs: i64,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct Limits {
+    /// Request body bytes.
+    pub body_bytes: usize,
+    /// Identities per lookup.
+    pub identities_per_lookup: usize,
+    /// Signatures per card.
+    pub signatures_per_card: usize,
+    /// Extra snapshot bytes.
+    pub extra_snapshot_bytes: usize,
+    /// Public key bytes, at least.
+    pub public_key_min_bytes: usize,
+    /// Public key bytes, at most.
+    pub public_key_max_bytes: usize,
+    /// Identity bytes.
+    pub identity_max_bytes: usize,
+    /// Revocation reason bytes.
+    pub reason_max_bytes: usize,
+    /// Events per page.
+    pub events_page_max: i64,
+    /// Authorization header bytes.
+    pub token_max_bytes: usize,
+}
+
+impl Limits {
+    /// The card-format part.
+    pub fn format(&self) -> cardinal_card::FormatLimits {
+        cardinal_card::FormatLimits {
+            max_signatures: self.signatures_per_card,
+            max_extra_snapshot_bytes: self.extra_snapshot_bytes,
+            min_public_key_bytes: self.public_key_min_bytes,
+            max_public_key_bytes: self.public_key_max_bytes,
+            max_identity_bytes: self.identity_max_bytes.min(cardinal_card::identity::MAX_IDENTITY_BYTES),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// Filter directives.
+    pub level: String,
+}
+
+impl Settings {
+    /// Loads the layers. Loading never writes anything.
+    pub fn load(file: Option<&Path>) -> Result<Settings, Box<figment::Error>> {
+        Self::figment(file).extract().map_err(Box::new)
+    }
+
+    /// The layered sources, for callers that add their own on top (tests).
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("CARDINAL_").split("__").ignore(&["config", "url", "token"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn defaults_load_and_debug_redacts_the_database_url() {
+        let settings: Settings = Figment::from(Toml::string(DEFAULT_CONFIG)).extract().unwrap();
+        assert_eq!(settings.server.listen, "127.0.0.1:8080");
+        assert_eq!(settings.limits.body_bytes, 65536);
+        assert_eq!(settings.apps.cards_per_identity, CardsPerIdentity::Single);
+        let with_password: Settings = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(("database.url", "postgres://u:hunter2@h/db"))
+            .extract()
+            .unwrap();
+        assert_eq!(with_password.database.url.expose_secret(), "postgres://u:hunter2@h/db");
+        assert!(!format!("{with_password:?}").contains("hunter2"));
+    }
+
+    #[test]
+    #[expect(clippy::result_large_err, reason = "figment's Jail fixes the closure's error type")]
+    fn environment_overrides_the_file_layers() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("extra.toml", "[server]\nlisten = \"0.0.0.0:1\"\n[limits]\nbody_bytes = 10")?;
+            jail.set_env("CARDINAL_SERVER__LISTEN", "0.0.0.0:2");
+            jail.set_env("DATABASE_URL", "postgres://x@y/z");
+            let settings = Settings::load(Some(Path::new("extra.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(settings.server.listen, "0.0.0.0:2");
+            assert_eq!(settings.limits.body_bytes, 10);
+            assert_eq!(settings.database.url.expose_secret(), "postgres://x@y/z");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,4 @@
+//! `/v1/admin`: admin tokens only.
+
+pub mod events;
+pub mod revoke;

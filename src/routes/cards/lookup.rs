@@ -1,0 +1,62 @@
+//! `GET /v1/cards?identity=…` (conditional) and `POST /v1/cards/search`.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use cardinal_card::wire::{LookupResponse, SearchRequest};
+
+use crate::directory::{Caller, Directory};
+use crate::error::ApiError;
+use crate::routes::body::Body;
+use crate::routes::view::{CACHE_CONTROL, card_view, if_none_match};
+
+/// Batch lookup with ETag revalidation: a matching `If-None-Match` is answered 304 from the
+/// identities' change counters, without reading a card.
+pub async fn lookup_cards(
+    directory: web::Data<Directory>,
+    caller: Caller,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string())
+        .map_err(|e| ApiError::invalid_request(format!("malformed query string: {e}")))?;
+    let identities = directory
+        .lookup_identities(pairs.iter().filter(|(key, _)| key == "identity").map(|(_, value)| value.as_str()))?;
+    let etag = directory.lookup_tag(&caller, &identities).await?;
+    if if_none_match(request.headers(), &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+            .finish());
+    }
+    let body = render(&directory, &caller, &identities).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+        .content_type("application/json")
+        .body(body))
+}
+
+/// The same lookup for batches too long for a URL; no conditional semantics.
+pub async fn search_cards(
+    directory: web::Data<Directory>,
+    caller: Caller,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let request: SearchRequest = body.json()?;
+    let identities = directory.lookup_identities(request.identities.iter().map(String::as_str))?;
+    let body = render(&directory, &caller, &identities).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+        .content_type("application/json")
+        .body(body))
+}
+
+async fn render(directory: &Directory, caller: &Caller, identities: &[String]) -> Result<String, ApiError> {
+    let found = directory.lookup(caller, identities).await?;
+    let mut views = BTreeMap::new();
+    for (identity, cards) in &found {
+        views.insert(identity.clone(), cards.iter().map(card_view).collect::<Result<Vec<_>, _>>()?);
+    }
+    serde_json::to_string(&LookupResponse { identities: views }).map_err(|e| ApiError::internal(&e))
+}

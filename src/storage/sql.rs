@@ -1,0 +1,591 @@
+//! The SQL of the directory, written once for both backends.
+//!
+//! sqlx binds `$N` to the N-th argument on PostgreSQL and on SQLite alike, so every statement is
+//! shared. What differs is passed in by each backend: how a list of identities is bound, how a
+//! write transaction begins (SQLite takes the write lock up front, so a transaction that reads
+//! before it writes cannot fail to upgrade), and how a driver error names its constraint.
+
+use cardinal_card::log::{EventBody, GENESIS_HASH, chain_hash};
+use sqlx::error::DatabaseError;
+
+use super::{CardsPerIdentity, EventDraft, KeyRole, StorageError};
+
+/// Translates a driver error, once for the whole service.
+pub(super) fn translate(error: sqlx::Error, constraint_of: fn(&dyn DatabaseError) -> Option<String>) -> StorageError {
+    match error {
+        sqlx::Error::RowNotFound => StorageError::NotFound,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StorageError::Unavailable(error.to_string())
+        }
+        sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_) => StorageError::Unavailable(error.to_string()),
+        sqlx::Error::Database(ref db) => {
+            if db.is_unique_violation() || db.is_foreign_key_violation() || db.is_check_violation() {
+                match constraint_of(db.as_ref()) {
+                    Some(constraint) => StorageError::Conflict { constraint },
+                    None => StorageError::Other(error.to_string()),
+                }
+            } else if is_transient(db.as_ref()) {
+                StorageError::Unavailable(error.to_string())
+            } else {
+                StorageError::Other(error.to_string())
+            }
+        }
+        other => StorageError::Other(other.to_string()),
+    }
+}
+
+/// Errors that say "not now" rather than "never": PostgreSQL shutting down or refusing
+/// connections (classes 08 and 57P), SQLite busy or locked past the busy timeout.
+fn is_transient(db: &dyn DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "5" || code == "6"
+}
+
+pub(crate) fn parse_policy(s: &str) -> Result<CardsPerIdentity, StorageError> {
+    CardsPerIdentity::parse(s)
+}
+
+pub(super) fn parse_role(s: &str) -> Result<KeyRole, StorageError> {
+    KeyRole::parse(s).ok_or_else(|| StorageError::Other(format!("unknown key role {s:?}")))
+}
+
+/// Gives a draft its sequence number and links it to the log's head.
+pub(super) fn seal(
+    app_id: &str,
+    seq: i64,
+    head: &[u8],
+    draft: &EventDraft,
+) -> Result<(String, [u8; 32]), StorageError> {
+    let head: [u8; 32] = head.try_into().map_err(|_| StorageError::Other("event head is not 32 bytes".into()))?;
+    let body = EventBody {
+        app: app_id.to_owned(),
+        seq,
+        at: draft.at_ms,
+        kind: draft.kind,
+        card_id: draft.card_id.clone(),
+        identity: draft.identity.clone(),
+        actor: draft.actor.clone(),
+        detail: draft.detail.clone(),
+    }
+    .canonical_bytes();
+    let hash = chain_hash(&head, &body);
+    let body = String::from_utf8(body).map_err(|e| StorageError::Other(e.to_string()))?;
+    Ok((body, hash))
+}
+
+pub(super) const GENESIS: [u8; 32] = GENESIS_HASH;
+
+/// Columns of a card with its chain's revocation, in the order `card_from_row` reads them.
+macro_rules! card_columns {
+    () => {
+        "c.id, c.identity, c.chain_id, c.previous_card_id, c.superseded_by, c.created_at, c.published_at, \
+         c.public_key, c.raw, ch.revoked_at, ch.revocation_reason, ch.revoked_by \
+         FROM cards c JOIN chains ch ON ch.app_id = c.app_id AND ch.id = c.chain_id"
+    };
+}
+pub(super) use card_columns;
+
+/// Implements [`super::CardStore`] for a backend struct with a `pool` field.
+///
+/// `$in_identities` is the SQL fragment that tests `c.identity`/`identity` against the list
+/// bound as `$2`; `$bind_list` turns `&[String]` into what that fragment binds.
+macro_rules! impl_card_store {
+    (
+        store = $store:ident,
+        db = $db:ty,
+        backend = $backend:expr,
+        begin = $begin:literal,
+        in_identities = $in_identities:literal,
+        bind_list = $bind_list:path,
+        constraint_of = $constraint_of:path,
+        migrate = $migrate:path $(,)?
+    ) => {
+        impl $store {
+            fn error(e: sqlx::Error) -> $crate::storage::StorageError {
+                $crate::storage::sql::translate(e, $constraint_of)
+            }
+
+            async fn begin_write(
+                &self,
+            ) -> Result<sqlx::Transaction<'static, $db>, $crate::storage::StorageError> {
+                self.pool.begin_with($begin).await.map_err(Self::error)
+            }
+
+            /// Appends events at the app's log head. Called last in every write transaction:
+            /// the app row stays locked from here to commit, so keep what follows short.
+            async fn append_events(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                app_id: &str,
+                events: &[$crate::storage::EventDraft],
+            ) -> Result<(), $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                for draft in events {
+                    let row = sqlx::query(
+                        "UPDATE apps SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq, event_head",
+                    )
+                    .bind(app_id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(Self::error)?
+                    .ok_or($crate::storage::StorageError::NotFound)?;
+                    let seq: i64 = row.try_get(0).map_err(Self::error)?;
+                    let head: Vec<u8> = row.try_get(1).map_err(Self::error)?;
+                    let (body, hash) = $crate::storage::sql::seal(app_id, seq, &head, draft)?;
+                    sqlx::query("UPDATE apps SET event_head = $2 WHERE id = $1")
+                        .bind(app_id)
+                        .bind(&hash[..])
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(Self::error)?;
+                    sqlx::query(
+                        "INSERT INTO events (app_id, seq, kind, card_id, body, prev_hash, hash) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(app_id)
+                    .bind(seq)
+                    .bind(draft.kind.as_str())
+                    .bind(draft.card_id.as_deref())
+                    .bind(body)
+                    .bind(head)
+                    .bind(&hash[..])
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Self::error)?;
+                }
+                Ok(())
+            }
+
+            async fn bump_version(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                app_id: &str,
+                identity: &str,
+            ) -> Result<(), $crate::storage::StorageError> {
+                sqlx::query(
+                    "INSERT INTO identity_versions (app_id, identity, version) VALUES ($1, $2, 1) \
+                     ON CONFLICT (app_id, identity) DO UPDATE SET version = identity_versions.version + 1",
+                )
+                .bind(app_id)
+                .bind(identity)
+                .execute(&mut **tx)
+                .await
+                .map_err(Self::error)?;
+                Ok(())
+            }
+
+            fn card_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::storage::CardRecord, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok($crate::storage::CardRecord {
+                    id: row.try_get(0)?,
+                    identity: row.try_get(1)?,
+                    chain_id: row.try_get(2)?,
+                    previous_card_id: row.try_get(3)?,
+                    superseded_by: row.try_get(4)?,
+                    created_at: row.try_get(5)?,
+                    published_at: row.try_get(6)?,
+                    public_key: row.try_get(7)?,
+                    raw: row.try_get(8)?,
+                    revoked_at: row.try_get(9)?,
+                    revocation_reason: row.try_get(10)?,
+                    revoked_by: row.try_get(11)?,
+                })
+            }
+
+            fn app_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::storage::AppRecord, $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                let policy: String = row.try_get(1).map_err(Self::error)?;
+                Ok($crate::storage::AppRecord {
+                    id: row.try_get(0).map_err(Self::error)?,
+                    cards_per_identity: $crate::storage::sql::parse_policy(&policy)?,
+                    created_at: row.try_get(2).map_err(Self::error)?,
+                })
+            }
+
+            fn key_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::storage::ApiKeyRecord, $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                let role: String = row.try_get(2).map_err(Self::error)?;
+                Ok($crate::storage::ApiKeyRecord {
+                    kid: row.try_get(0).map_err(Self::error)?,
+                    app_id: row.try_get(1).map_err(Self::error)?,
+                    role: $crate::storage::sql::parse_role(&role)?,
+                    public_key: row.try_get(3).map_err(Self::error)?,
+                    created_at: row.try_get(4).map_err(Self::error)?,
+                    revoked_at: row.try_get(5).map_err(Self::error)?,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::storage::CardStore for $store {
+            fn backend(&self) -> $crate::storage::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), $crate::storage::StorageError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(Self::error)
+            }
+
+            async fn create_app(
+                &self,
+                app: &$crate::storage::AppRecord,
+                event: $crate::storage::EventDraft,
+            ) -> Result<(), $crate::storage::StorageError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO apps (id, cards_per_identity, created_at, event_seq, event_head) \
+                     VALUES ($1, $2, $3, 0, $4)",
+                )
+                .bind(&app.id)
+                .bind(app.cards_per_identity.as_str())
+                .bind(app.created_at)
+                .bind(&$crate::storage::sql::GENESIS[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::error)?;
+                Self::append_events(&mut tx, &app.id, std::slice::from_ref(&event)).await?;
+                tx.commit().await.map_err(Self::error)
+            }
+
+            async fn find_app(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::storage::AppRecord>, $crate::storage::StorageError> {
+                let row = sqlx::query("SELECT id, cards_per_identity, created_at FROM apps WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                row.as_ref().map(Self::app_from_row).transpose()
+            }
+
+            async fn list_apps(&self) -> Result<Vec<$crate::storage::AppRecord>, $crate::storage::StorageError> {
+                let rows = sqlx::query("SELECT id, cards_per_identity, created_at FROM apps ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                rows.iter().map(Self::app_from_row).collect()
+            }
+
+            async fn insert_api_key(
+                &self,
+                key: &$crate::storage::ApiKeyRecord,
+                event: $crate::storage::EventDraft,
+            ) -> Result<(), $crate::storage::StorageError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO api_keys (kid, app_id, role, public_key, created_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&key.kid)
+                .bind(&key.app_id)
+                .bind(key.role.as_str())
+                .bind(&key.public_key)
+                .bind(key.created_at)
+                .bind(key.revoked_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::error)?;
+                Self::append_events(&mut tx, &key.app_id, std::slice::from_ref(&event)).await?;
+                tx.commit().await.map_err(Self::error)
+            }
+
+            async fn find_api_key(
+                &self,
+                kid: &str,
+            ) -> Result<Option<$crate::storage::ApiKeyRecord>, $crate::storage::StorageError> {
+                let row = sqlx::query(
+                    "SELECT kid, app_id, role, public_key, created_at, revoked_at FROM api_keys WHERE kid = $1",
+                )
+                .bind(kid)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::error)?;
+                row.as_ref().map(Self::key_from_row).transpose()
+            }
+
+            async fn list_api_keys(
+                &self,
+                app_id: Option<&str>,
+            ) -> Result<Vec<$crate::storage::ApiKeyRecord>, $crate::storage::StorageError> {
+                let rows = sqlx::query(
+                    "SELECT kid, app_id, role, public_key, created_at, revoked_at FROM api_keys \
+                     WHERE $1 IS NULL OR app_id = $1 ORDER BY app_id, created_at, kid",
+                )
+                .bind(app_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::error)?;
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn revoke_api_key(
+                &self,
+                kid: &str,
+                at: i64,
+                event: $crate::storage::EventDraft,
+            ) -> Result<bool, $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                let mut tx = self.begin_write().await?;
+                let app_id: String = sqlx::query("SELECT app_id FROM api_keys WHERE kid = $1")
+                    .bind(kid)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::error)?
+                    .ok_or($crate::storage::StorageError::NotFound)?
+                    .try_get(0)
+                    .map_err(Self::error)?;
+                let changed = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE kid = $1 AND revoked_at IS NULL")
+                    .bind(kid)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::error)?
+                    .rows_affected()
+                    == 1;
+                if changed {
+                    Self::append_events(&mut tx, &app_id, std::slice::from_ref(&event)).await?;
+                }
+                tx.commit().await.map_err(Self::error)?;
+                Ok(changed)
+            }
+
+            async fn insert_card(
+                &self,
+                card: &$crate::storage::NewCard,
+                placement: &$crate::storage::Placement,
+                events: &[$crate::storage::EventDraft],
+            ) -> Result<(), $crate::storage::StorageError> {
+                use $crate::storage::{Placement, StorageError, constraint};
+                let mut tx = self.begin_write().await?;
+                let chain_id = match placement {
+                    Placement::Root { exclusive } => {
+                        sqlx::query(
+                            "INSERT INTO chains (app_id, id, identity, head_card_id, exclusive, created_at) \
+                             VALUES ($1, $2, $3, $2, $4, $5)",
+                        )
+                        .bind(&card.app_id)
+                        .bind(&card.id)
+                        .bind(&card.identity)
+                        .bind(*exclusive)
+                        .bind(card.published_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Self::error)?;
+                        card.id.as_str()
+                    }
+                    Placement::Successor { chain_id, previous_card_id } => {
+                        let moved = sqlx::query(
+                            "UPDATE chains SET head_card_id = $3 \
+                             WHERE app_id = $1 AND id = $2 AND head_card_id = $4 AND revoked_at IS NULL",
+                        )
+                        .bind(&card.app_id)
+                        .bind(chain_id)
+                        .bind(&card.id)
+                        .bind(previous_card_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Self::error)?
+                        .rows_affected();
+                        if moved != 1 {
+                            return Err(StorageError::Conflict { constraint: constraint::CHAIN_HEAD_MOVED.into() });
+                        }
+                        chain_id.as_str()
+                    }
+                };
+                let previous = match placement {
+                    Placement::Root { .. } => None,
+                    Placement::Successor { previous_card_id, .. } => Some(previous_card_id.as_str()),
+                };
+                sqlx::query(
+                    "INSERT INTO cards (app_id, id, identity, chain_id, previous_card_id, superseded_by, \
+                     created_at, published_at, public_key, raw) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9)",
+                )
+                .bind(&card.app_id)
+                .bind(&card.id)
+                .bind(&card.identity)
+                .bind(chain_id)
+                .bind(previous)
+                .bind(card.created_at)
+                .bind(card.published_at)
+                .bind(&card.public_key)
+                .bind(&card.raw)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::error)?;
+                if let Some(previous) = previous {
+                    let superseded = sqlx::query(
+                        "UPDATE cards SET superseded_by = $3 WHERE app_id = $1 AND id = $2 AND superseded_by IS NULL",
+                    )
+                    .bind(&card.app_id)
+                    .bind(previous)
+                    .bind(&card.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::error)?
+                    .rows_affected();
+                    if superseded != 1 {
+                        return Err(StorageError::Conflict { constraint: constraint::CHAIN_HEAD_MOVED.into() });
+                    }
+                }
+                Self::bump_version(&mut tx, &card.app_id, &card.identity).await?;
+                Self::append_events(&mut tx, &card.app_id, events).await?;
+                tx.commit().await.map_err(Self::error)
+            }
+
+            async fn find_card(
+                &self,
+                app_id: &str,
+                id: &str,
+            ) -> Result<Option<$crate::storage::CardRecord>, $crate::storage::StorageError> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::card_columns!(),
+                    " WHERE c.app_id = $1 AND c.id = $2"
+                ))
+                .bind(app_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::error)?;
+                row.as_ref().map(Self::card_from_row).transpose().map_err(Self::error)
+            }
+
+            async fn find_active_cards(
+                &self,
+                app_id: &str,
+                identities: &[String],
+            ) -> Result<Vec<$crate::storage::CardRecord>, $crate::storage::StorageError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::card_columns!(),
+                    " WHERE c.app_id = $1 AND c.identity ",
+                    $in_identities,
+                    " AND c.superseded_by IS NULL AND ch.revoked_at IS NULL \
+                     ORDER BY c.identity, c.created_at DESC, c.published_at DESC, c.id"
+                ))
+                .bind(app_id)
+                .bind($bind_list(identities))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::error)?;
+                rows.iter().map(Self::card_from_row).collect::<Result<_, _>>().map_err(Self::error)
+            }
+
+            async fn find_unrevoked_chain_cards(
+                &self,
+                app_id: &str,
+                identities: &[String],
+            ) -> Result<Vec<$crate::storage::CardRecord>, $crate::storage::StorageError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::card_columns!(),
+                    " WHERE c.app_id = $1 AND c.identity ",
+                    $in_identities,
+                    " AND ch.revoked_at IS NULL \
+                     ORDER BY c.identity, c.created_at DESC, c.published_at DESC, c.id"
+                ))
+                .bind(app_id)
+                .bind($bind_list(identities))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::error)?;
+                rows.iter().map(Self::card_from_row).collect::<Result<_, _>>().map_err(Self::error)
+            }
+
+            async fn identity_versions(
+                &self,
+                app_id: &str,
+                identities: &[String],
+            ) -> Result<Vec<(String, i64)>, $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(concat!(
+                    "SELECT identity, version FROM identity_versions WHERE app_id = $1 AND identity ",
+                    $in_identities
+                ))
+                .bind(app_id)
+                .bind($bind_list(identities))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::error)?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Self::error)
+            }
+
+            async fn revoke_chain(
+                &self,
+                app_id: &str,
+                chain_id: &str,
+                identity: &str,
+                revocation: &$crate::storage::Revocation,
+                event: $crate::storage::EventDraft,
+            ) -> Result<bool, $crate::storage::StorageError> {
+                let mut tx = self.begin_write().await?;
+                let changed = sqlx::query(
+                    "UPDATE chains SET revoked_at = $3, revocation_reason = $4, revoked_by = $5 \
+                     WHERE app_id = $1 AND id = $2 AND revoked_at IS NULL",
+                )
+                .bind(app_id)
+                .bind(chain_id)
+                .bind(revocation.at)
+                .bind(revocation.reason.as_deref())
+                .bind(&revocation.by)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::error)?
+                .rows_affected()
+                    == 1;
+                if changed {
+                    Self::bump_version(&mut tx, app_id, identity).await?;
+                    Self::append_events(&mut tx, app_id, std::slice::from_ref(&event)).await?;
+                }
+                tx.commit().await.map_err(Self::error)?;
+                Ok(changed)
+            }
+
+            async fn list_events(
+                &self,
+                app_id: &str,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::storage::EventRow>, $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT seq, body, prev_hash, hash FROM events WHERE app_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(app_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::error)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::storage::EventRow {
+                            seq: row.try_get(0)?,
+                            body: row.try_get(1)?,
+                            prev_hash: row.try_get(2)?,
+                            hash: row.try_get(3)?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Self::error)
+            }
+
+            async fn migrate(&self) -> Result<(), $crate::storage::MigrationError> {
+                $migrate(&self.pool).await
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+    };
+}
+pub(super) use impl_card_store;
