@@ -1,0 +1,219 @@
+//! The storage conformance suite: every guarantee of `CardStore`, on PostgreSQL and on SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test fails by panicking")]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cardinal_card::log::{EventKind, GENESIS_HASH, StoredEvent, verify_chain};
+use cardinal_server::storage::{
+    ApiKeyRecord, AppRecord, CardStore, CardsPerIdentity, EventDraft, KeyRole, NewCard, Placement, PoolSettings,
+    Revocation, StorageError, connect,
+};
+use support::{Backend, TestDb};
+
+fn pool() -> PoolSettings {
+    PoolSettings { max_connections: 8, min_connections: 0, acquire_timeout: Duration::from_secs(5) }
+}
+
+async fn store(backend: Backend) -> (TestDb, Arc<dyn CardStore>) {
+    let db = TestDb::new(backend).await;
+    let store = connect(&db.url, &pool()).await.unwrap();
+    store.migrate().await.unwrap();
+    (db, store)
+}
+
+fn draft(kind: EventKind, card: Option<&str>) -> EventDraft {
+    EventDraft {
+        kind,
+        at_ms: 1_700_000_000_000,
+        card_id: card.map(str::to_owned),
+        identity: Some("alice".into()),
+        actor: "test".into(),
+        detail: BTreeMap::new(),
+    }
+}
+
+async fn app(store: &dyn CardStore, id: &str) {
+    let record = AppRecord { id: id.into(), cards_per_identity: CardsPerIdentity::Single, created_at: 1 };
+    store.create_app(&record, draft(EventKind::AppCreated, None)).await.unwrap();
+}
+
+fn card(app: &str, id: &str, identity: &str) -> NewCard {
+    NewCard {
+        app_id: app.into(),
+        id: id.into(),
+        identity: identity.into(),
+        created_at: 1_700_000_000,
+        published_at: 1_700_000_001,
+        public_key: "PK".into(),
+        raw: format!(r#"{{"content_snapshot":"{id}","signatures":[]}}"#),
+    }
+}
+
+fn hex_id(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+fn constraint_of(result: Result<(), StorageError>) -> String {
+    match result {
+        Err(StorageError::Conflict { constraint }) => constraint,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+async fn publish_root(store: &dyn CardStore, app: &str, id: &str, identity: &str, exclusive: bool) -> Result<(), StorageError> {
+    store.insert_card(&card(app, id, identity), &Placement::Root { exclusive }, &[draft(EventKind::CardPublished, Some(id))]).await
+}
+
+async fn rotate(store: &dyn CardStore, app: &str, chain: &str, previous: &str, id: &str) -> Result<(), StorageError> {
+    let placement = Placement::Successor { chain_id: chain.into(), previous_card_id: previous.into() };
+    store
+        .insert_card(&card(app, id, "alice"), &placement, &[draft(EventKind::CardPublished, Some(id)), draft(EventKind::CardSuperseded, Some(previous))])
+        .await
+}
+
+async fn migrations_apply_once_and_are_idempotent(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.list_apps().await.unwrap(), vec![]);
+}
+
+async fn apps_and_keys_round_trip_and_conflict_by_name(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    app(store.as_ref(), "a").await;
+    let again = AppRecord { id: "a".into(), cards_per_identity: CardsPerIdentity::Multiple, created_at: 2 };
+    assert_eq!(constraint_of(store.create_app(&again, draft(EventKind::AppCreated, None)).await), "apps_pkey");
+    assert_eq!(store.find_app("a").await.unwrap().unwrap().cards_per_identity, CardsPerIdentity::Single);
+    assert_eq!(store.find_app("nope").await.unwrap(), None);
+
+    let key = ApiKeyRecord { kid: "k1".into(), app_id: "a".into(), role: KeyRole::Admin, public_key: vec![7; 32], created_at: 5, revoked_at: None };
+    store.insert_api_key(&key, draft(EventKind::KeyAdded, None)).await.unwrap();
+    assert_eq!(constraint_of(store.insert_api_key(&key, draft(EventKind::KeyAdded, None)).await), "api_keys_pkey");
+    assert_eq!(store.find_api_key("k1").await.unwrap(), Some(key.clone()));
+    assert_eq!(store.list_api_keys(Some("a")).await.unwrap(), vec![key.clone()]);
+    assert_eq!(store.list_api_keys(Some("b")).await.unwrap(), vec![]);
+    assert!(store.revoke_api_key("k1", 9, draft(EventKind::KeyRevoked, None)).await.unwrap());
+    assert!(!store.revoke_api_key("k1", 10, draft(EventKind::KeyRevoked, None)).await.unwrap(), "a second revoke changes nothing");
+    assert_eq!(store.find_api_key("k1").await.unwrap().unwrap().revoked_at, Some(9));
+    assert!(matches!(store.revoke_api_key("zz", 9, draft(EventKind::KeyRevoked, None)).await, Err(StorageError::NotFound)));
+}
+
+async fn cards_are_scoped_by_app_and_duplicates_conflict(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    app(store.as_ref(), "a").await;
+    app(store.as_ref(), "b").await;
+    publish_root(store.as_ref(), "a", &hex_id(1), "alice", false).await.unwrap();
+    let found = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
+    assert_eq!((found.identity.as_str(), found.chain_id.as_str(), found.superseded_by.as_deref()), ("alice", hex_id(1).as_str(), None));
+    assert_eq!(found.raw, card("a", &hex_id(1), "alice").raw, "raw JSON is stored verbatim");
+    assert_eq!(store.find_card("b", &hex_id(1)).await.unwrap(), None, "another app cannot see it");
+    assert!(store.find_active_cards("b", &["alice".into()]).await.unwrap().is_empty());
+    let dup = constraint_of(publish_root(store.as_ref(), "a", &hex_id(1), "alice", false).await);
+    assert!(dup == "chains_pkey" || dup == "cards_pkey", "{dup}");
+    publish_root(store.as_ref(), "b", &hex_id(1), "alice", false).await.unwrap();
+}
+
+async fn exclusive_chains_allow_one_live_chain_per_identity(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    app(store.as_ref(), "a").await;
+    publish_root(store.as_ref(), "a", &hex_id(1), "alice", true).await.unwrap();
+    assert_eq!(constraint_of(publish_root(store.as_ref(), "a", &hex_id(2), "alice", true).await), "chains_single_active");
+    publish_root(store.as_ref(), "a", &hex_id(3), "bob", true).await.unwrap();
+    publish_root(store.as_ref(), "a", &hex_id(4), "carol", false).await.unwrap();
+    publish_root(store.as_ref(), "a", &hex_id(5), "carol", false).await.unwrap();
+
+    let revocation = Revocation { at: 10, reason: Some("lost".into()), by: "user:alice".into() };
+    assert!(store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(1)))).await.unwrap());
+    publish_root(store.as_ref(), "a", &hex_id(2), "alice", true).await.expect("a revoked chain frees the identity");
+}
+
+async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    app(store.as_ref(), "a").await;
+    publish_root(store.as_ref(), "a", &hex_id(1), "alice", true).await.unwrap();
+    rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(2)).await.unwrap();
+    assert_eq!(constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(3)).await), "chain_head_moved");
+    assert_eq!(store.find_card("a", &hex_id(3)).await.unwrap(), None, "a refused rotation leaves nothing behind");
+    let old = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
+    assert_eq!(old.superseded_by, Some(hex_id(2)));
+    let new = store.find_card("a", &hex_id(2)).await.unwrap().unwrap();
+    assert_eq!((new.chain_id.clone(), new.previous_card_id.clone()), (hex_id(1), Some(hex_id(1))));
+
+    let active = store.find_active_cards("a", &["alice".into()]).await.unwrap();
+    assert_eq!(active.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![hex_id(2)]);
+    let chain = store.find_unrevoked_chain_cards("a", &["alice".into()]).await.unwrap();
+    assert_eq!(chain.len(), 2);
+
+    let revocation = Revocation { at: 10, reason: None, by: "admin:root".into() };
+    assert!(store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(2)))).await.unwrap());
+    assert!(!store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(2)))).await.unwrap());
+    assert_eq!(constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(2), &hex_id(4)).await), "chain_head_moved");
+    assert!(store.find_active_cards("a", &["alice".into()]).await.unwrap().is_empty());
+    assert!(store.find_unrevoked_chain_cards("a", &["alice".into()]).await.unwrap().is_empty());
+    let revoked = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
+    assert_eq!((revoked.revoked_at, revoked.revoked_by.as_deref()), (Some(10), Some("admin:root")));
+}
+
+async fn every_change_bumps_the_identity_version(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    app(store.as_ref(), "a").await;
+    let ids = vec!["alice".to_owned(), "bob".to_owned()];
+    assert_eq!(store.identity_versions("a", &ids).await.unwrap(), vec![]);
+    publish_root(store.as_ref(), "a", &hex_id(1), "alice", true).await.unwrap();
+    assert_eq!(store.identity_versions("a", &ids).await.unwrap(), vec![("alice".to_owned(), 1)]);
+    rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(2)).await.unwrap();
+    let revocation = Revocation { at: 10, reason: None, by: "x".into() };
+    store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, None)).await.unwrap();
+    store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, None)).await.unwrap();
+    assert_eq!(store.identity_versions("a", &ids).await.unwrap(), vec![("alice".to_owned(), 3)], "a no-op revoke does not bump");
+    let _ = rotate(store.as_ref(), "a", &hex_id(1), &hex_id(2), &hex_id(3)).await;
+    assert_eq!(store.identity_versions("a", &ids).await.unwrap(), vec![("alice".to_owned(), 3)], "a refused write does not bump");
+}
+
+async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    app(store.as_ref(), "a").await;
+    app(store.as_ref(), "b").await;
+    for n in 1..=5u8 {
+        publish_root(store.as_ref(), "a", &hex_id(n), &format!("user{n}"), true).await.unwrap();
+    }
+    let _ = publish_root(store.as_ref(), "a", &hex_id(9), "user1", true).await;
+    rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(6)).await.unwrap_or(());
+    let events = store.list_events("a", 0, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as i64).collect::<Vec<_>>());
+    verify_chain(0, GENESIS_HASH, events.iter().map(|e| StoredEvent { body: e.body.as_bytes(), prev_hash: &e.prev_hash, hash: &e.hash }))
+        .unwrap();
+    let page = store.list_events("a", 2, 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(store.list_events("b", 0, 100).await.unwrap().len(), 1, "each app has its own log");
+}
+
+async fn an_unreachable_postgres_is_unavailable_not_an_error() {
+    let settings = PoolSettings { max_connections: 2, min_connections: 0, acquire_timeout: Duration::from_millis(500) };
+    let store = connect("postgres://postgres@127.0.0.1:1/nothing", &settings).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(store.ping().await, Err(StorageError::Unavailable(_))));
+    assert!(matches!(store.find_card("a", &hex_id(1)).await, Err(StorageError::Unavailable(_))));
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the acquire timeout");
+}
+
+#[tokio::test]
+async fn postgres_unreachable_maps_to_unavailable() {
+    an_unreachable_postgres_is_unavailable_not_an_error().await;
+}
+
+on_both_backends!(
+    migrations_apply_once_and_are_idempotent,
+    apps_and_keys_round_trip_and_conflict_by_name,
+    cards_are_scoped_by_app_and_duplicates_conflict,
+    exclusive_chains_allow_one_live_chain_per_identity,
+    rotation_moves_the_head_once_and_never_into_a_revoked_chain,
+    every_change_bumps_the_identity_version,
+    events_are_gap_free_hash_chained_and_paged,
+);

@@ -1,0 +1,95 @@
+//! Test databases: a fresh PostgreSQL database or SQLite file per test, removed afterwards.
+//!
+//! PostgreSQL is found at `CARDINAL_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! If it cannot be reached the test fails loudly: a suite that skips its database proves nothing.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the support")]
+
+use sqlx::{Connection, Executor, PgConnection};
+
+/// The two backends every suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once per backend, as `postgres::name`
+/// and `sqlite::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+pub fn admin_pg_url() -> String {
+    std::env::var("CARDINAL_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// One test's database.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}/cardinal.db", dir.path().display());
+                TestDb { backend, url, pg_name: None, _dir: dir }
+            }
+            Backend::Postgres => {
+                let admin = admin_pg_url();
+                let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL is required for this test and is not reachable at {admin}: {e}. Start it (see .ci/run) or set CARDINAL_TEST_PG_URL.")
+                });
+                let name = format!("cardinal_test_{}", uuid::Uuid::new_v4().simple());
+                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("CREATE DATABASE");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+                let url = format!("{base}/{name}");
+                TestDb { backend, url, pg_name: Some(name), _dir: dir }
+            }
+        }
+    }
+
+    /// A scratch directory that lives as long as the database.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else { return };
+        // Drop runs inside the test's runtime; a helper thread with its own runtime may block.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect(&admin_pg_url()).await {
+                    let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+                }
+            });
+        })
+        .join();
+    }
+}
