@@ -14,6 +14,9 @@ pub fn init(settings: &LogSettings) {
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
         .with_ansi(ansi)
+        // Reporting a failed log write with eprintln! panics the request when stderr is a
+        // closed pipe (a log shipper restarting): a lost log line must not cost a request.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),

@@ -65,14 +65,30 @@ fn constraint_of(result: Result<(), StorageError>) -> String {
     }
 }
 
-async fn publish_root(store: &dyn CardStore, app: &str, id: &str, identity: &str, exclusive: bool) -> Result<(), StorageError> {
-    store.insert_card(&card(app, id, identity), &Placement::Root { exclusive }, &[draft(EventKind::CardPublished, Some(id))]).await
+async fn publish_root(
+    store: &dyn CardStore,
+    app: &str,
+    id: &str,
+    identity: &str,
+    exclusive: bool,
+) -> Result<(), StorageError> {
+    store
+        .insert_card(
+            &card(app, id, identity),
+            &Placement::Root { exclusive },
+            &[draft(EventKind::CardPublished, Some(id))],
+        )
+        .await
 }
 
 async fn rotate(store: &dyn CardStore, app: &str, chain: &str, previous: &str, id: &str) -> Result<(), StorageError> {
     let placement = Placement::Successor { chain_id: chain.into(), previous_card_id: previous.into() };
     store
-        .insert_card(&card(app, id, "alice"), &placement, &[draft(EventKind::CardPublished, Some(id)), draft(EventKind::CardSuperseded, Some(previous))])
+        .insert_card(
+            &card(app, id, "alice"),
+            &placement,
+            &[draft(EventKind::CardPublished, Some(id)), draft(EventKind::CardSuperseded, Some(previous))],
+        )
         .await
 }
 
@@ -92,16 +108,29 @@ async fn apps_and_keys_round_trip_and_conflict_by_name(backend: Backend) {
     assert_eq!(store.find_app("a").await.unwrap().unwrap().cards_per_identity, CardsPerIdentity::Single);
     assert_eq!(store.find_app("nope").await.unwrap(), None);
 
-    let key = ApiKeyRecord { kid: "k1".into(), app_id: "a".into(), role: KeyRole::Admin, public_key: vec![7; 32], created_at: 5, revoked_at: None };
+    let key = ApiKeyRecord {
+        kid: "k1".into(),
+        app_id: "a".into(),
+        role: KeyRole::Admin,
+        public_key: vec![7; 32],
+        created_at: 5,
+        revoked_at: None,
+    };
     store.insert_api_key(&key, draft(EventKind::KeyAdded, None)).await.unwrap();
     assert_eq!(constraint_of(store.insert_api_key(&key, draft(EventKind::KeyAdded, None)).await), "api_keys_pkey");
     assert_eq!(store.find_api_key("k1").await.unwrap(), Some(key.clone()));
     assert_eq!(store.list_api_keys(Some("a")).await.unwrap(), vec![key.clone()]);
     assert_eq!(store.list_api_keys(Some("b")).await.unwrap(), vec![]);
     assert!(store.revoke_api_key("k1", 9, draft(EventKind::KeyRevoked, None)).await.unwrap());
-    assert!(!store.revoke_api_key("k1", 10, draft(EventKind::KeyRevoked, None)).await.unwrap(), "a second revoke changes nothing");
+    assert!(
+        !store.revoke_api_key("k1", 10, draft(EventKind::KeyRevoked, None)).await.unwrap(),
+        "a second revoke changes nothing"
+    );
     assert_eq!(store.find_api_key("k1").await.unwrap().unwrap().revoked_at, Some(9));
-    assert!(matches!(store.revoke_api_key("zz", 9, draft(EventKind::KeyRevoked, None)).await, Err(StorageError::NotFound)));
+    assert!(matches!(
+        store.revoke_api_key("zz", 9, draft(EventKind::KeyRevoked, None)).await,
+        Err(StorageError::NotFound)
+    ));
 }
 
 async fn cards_are_scoped_by_app_and_duplicates_conflict(backend: Backend) {
@@ -110,7 +139,10 @@ async fn cards_are_scoped_by_app_and_duplicates_conflict(backend: Backend) {
     app(store.as_ref(), "b").await;
     publish_root(store.as_ref(), "a", &hex_id(1), "alice", false).await.unwrap();
     let found = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
-    assert_eq!((found.identity.as_str(), found.chain_id.as_str(), found.superseded_by.as_deref()), ("alice", hex_id(1).as_str(), None));
+    assert_eq!(
+        (found.identity.as_str(), found.chain_id.as_str(), found.superseded_by.as_deref()),
+        ("alice", hex_id(1).as_str(), None)
+    );
     assert_eq!(found.raw, card("a", &hex_id(1), "alice").raw, "raw JSON is stored verbatim");
     assert_eq!(store.find_card("b", &hex_id(1)).await.unwrap(), None, "another app cannot see it");
     assert!(store.find_active_cards("b", &["alice".into()]).await.unwrap().is_empty());
@@ -123,13 +155,21 @@ async fn exclusive_chains_allow_one_live_chain_per_identity(backend: Backend) {
     let (_db, store) = store(backend).await;
     app(store.as_ref(), "a").await;
     publish_root(store.as_ref(), "a", &hex_id(1), "alice", true).await.unwrap();
-    assert_eq!(constraint_of(publish_root(store.as_ref(), "a", &hex_id(2), "alice", true).await), "chains_single_active");
+    assert_eq!(
+        constraint_of(publish_root(store.as_ref(), "a", &hex_id(2), "alice", true).await),
+        "chains_single_active"
+    );
     publish_root(store.as_ref(), "a", &hex_id(3), "bob", true).await.unwrap();
     publish_root(store.as_ref(), "a", &hex_id(4), "carol", false).await.unwrap();
     publish_root(store.as_ref(), "a", &hex_id(5), "carol", false).await.unwrap();
 
     let revocation = Revocation { at: 10, reason: Some("lost".into()), by: "user:alice".into() };
-    assert!(store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(1)))).await.unwrap());
+    assert!(
+        store
+            .revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(1))))
+            .await
+            .unwrap()
+    );
     publish_root(store.as_ref(), "a", &hex_id(2), "alice", true).await.expect("a revoked chain frees the identity");
 }
 
@@ -138,7 +178,10 @@ async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(backend: Ba
     app(store.as_ref(), "a").await;
     publish_root(store.as_ref(), "a", &hex_id(1), "alice", true).await.unwrap();
     rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(2)).await.unwrap();
-    assert_eq!(constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(3)).await), "chain_head_moved");
+    assert_eq!(
+        constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(3)).await),
+        "chain_head_moved"
+    );
     assert_eq!(store.find_card("a", &hex_id(3)).await.unwrap(), None, "a refused rotation leaves nothing behind");
     let old = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
     assert_eq!(old.superseded_by, Some(hex_id(2)));
@@ -151,9 +194,22 @@ async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(backend: Ba
     assert_eq!(chain.len(), 2);
 
     let revocation = Revocation { at: 10, reason: None, by: "admin:root".into() };
-    assert!(store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(2)))).await.unwrap());
-    assert!(!store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(2)))).await.unwrap());
-    assert_eq!(constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(2), &hex_id(4)).await), "chain_head_moved");
+    assert!(
+        store
+            .revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(2))))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(2))))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(2), &hex_id(4)).await),
+        "chain_head_moved"
+    );
     assert!(store.find_active_cards("a", &["alice".into()]).await.unwrap().is_empty());
     assert!(store.find_unrevoked_chain_cards("a", &["alice".into()]).await.unwrap().is_empty());
     let revoked = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
@@ -171,9 +227,17 @@ async fn every_change_bumps_the_identity_version(backend: Backend) {
     let revocation = Revocation { at: 10, reason: None, by: "x".into() };
     store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, None)).await.unwrap();
     store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, None)).await.unwrap();
-    assert_eq!(store.identity_versions("a", &ids).await.unwrap(), vec![("alice".to_owned(), 3)], "a no-op revoke does not bump");
+    assert_eq!(
+        store.identity_versions("a", &ids).await.unwrap(),
+        vec![("alice".to_owned(), 3)],
+        "a no-op revoke does not bump"
+    );
     let _ = rotate(store.as_ref(), "a", &hex_id(1), &hex_id(2), &hex_id(3)).await;
-    assert_eq!(store.identity_versions("a", &ids).await.unwrap(), vec![("alice".to_owned(), 3)], "a refused write does not bump");
+    assert_eq!(
+        store.identity_versions("a", &ids).await.unwrap(),
+        vec![("alice".to_owned(), 3)],
+        "a refused write does not bump"
+    );
 }
 
 async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
@@ -187,8 +251,12 @@ async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
     rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(6)).await.unwrap_or(());
     let events = store.list_events("a", 0, 100).await.unwrap();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as i64).collect::<Vec<_>>());
-    verify_chain(0, GENESIS_HASH, events.iter().map(|e| StoredEvent { body: e.body.as_bytes(), prev_hash: &e.prev_hash, hash: &e.hash }))
-        .unwrap();
+    verify_chain(
+        0,
+        GENESIS_HASH,
+        events.iter().map(|e| StoredEvent { body: e.body.as_bytes(), prev_hash: &e.prev_hash, hash: &e.hash }),
+    )
+    .unwrap();
     let page = store.list_events("a", 2, 2).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
     assert_eq!(store.list_events("b", 0, 100).await.unwrap().len(), 1, "each app has its own log");

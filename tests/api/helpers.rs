@@ -1,0 +1,277 @@
+//! `spawn_app`: the real server on port 0 over a fresh database, with an app, keys and
+//! one helper per endpoint.
+
+use std::sync::{Arc, LazyLock};
+
+use cardinal_card::card::CardBuilder;
+use cardinal_card::{CardId, Identity, PublicKey, RawSignedModel, SigningKey};
+use cardinal_server::auth::jwt::{Claims, mint_eddsa};
+use cardinal_server::config::Settings;
+use cardinal_server::manage;
+use cardinal_server::startup::{Application, open_store};
+use cardinal_server::storage::{CardStore, CardsPerIdentity, KeyRole};
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+
+use crate::support::{Backend, TestDb};
+
+/// The tests' app id.
+pub const APP: &str = "testapp";
+
+static INIT: LazyLock<()> = LazyLock::new(|| {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::var("TEST_LOG").is_ok() {
+        cardinal_server::telemetry::init(&cardinal_server::config::LogSettings {
+            format: cardinal_server::config::LogFormat::Pretty,
+            level: "info".into(),
+        });
+    }
+});
+
+pub struct TestApp {
+    pub address: String,
+    /// Kept so the database lives as long as the server.
+    _db: TestDb,
+    pub client: reqwest::Client,
+    pub app_key: SigningKey,
+    pub app_kid: String,
+    pub admin_key: SigningKey,
+    pub admin_kid: String,
+    pub store: Arc<dyn CardStore>,
+    settings: Settings,
+    handle: actix_web::dev::ServerHandle,
+}
+
+pub struct Options {
+    pub policy: CardsPerIdentity,
+    pub body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { policy: CardsPerIdentity::Single, body_bytes: 65536 }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
+    LazyLock::force(&INIT);
+    let db = TestDb::new(backend).await;
+    let settings: Settings = Settings::figment(None)
+        .merge(("server.listen", "127.0.0.1:0"))
+        .merge(("server.workers", 2))
+        .merge(("database.url", db.url.clone()))
+        .merge(("database.max_connections", 10))
+        .merge(("service.signing_key_file", db.dir().join("service-key.pem").display().to_string()))
+        .merge(("bootstrap.enabled", false))
+        .merge(("limits.body_bytes", options.body_bytes))
+        .extract()
+        .expect("test settings");
+    let store = open_store(&settings).await.expect("store");
+    manage::create_app(store.as_ref(), APP, options.policy, "test").await.unwrap();
+    let app_key = SigningKey::generate();
+    let app_kid =
+        manage::add_key(store.as_ref(), APP, KeyRole::App, &app_key.public_key(), None, "test").await.unwrap().kid;
+    let admin_key = SigningKey::generate();
+    let admin_kid =
+        manage::add_key(store.as_ref(), APP, KeyRole::Admin, &admin_key.public_key(), None, "test").await.unwrap().kid;
+    let (address, handle) = start(settings.clone()).await;
+    TestApp {
+        address,
+        _db: db,
+        client: reqwest::Client::new(),
+        app_key,
+        app_kid,
+        admin_key,
+        admin_kid,
+        store,
+        settings,
+        handle,
+    }
+}
+
+async fn start(settings: Settings) -> (String, actix_web::dev::ServerHandle) {
+    let app = Application::build(settings).await.expect("application");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    (address, handle)
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A user's key and a card for it.
+pub struct NewCard {
+    pub key: SigningKey,
+    pub id: CardId,
+    pub raw: RawSignedModel,
+}
+
+pub fn new_card(identity: &str) -> NewCard {
+    let key = SigningKey::generate();
+    let (id, raw) = CardBuilder::new(Identity::parse(identity).unwrap(), &key, now()).build();
+    NewCard { key, id, raw }
+}
+
+pub fn rotation_of(identity: &str, previous: &CardId) -> NewCard {
+    let key = SigningKey::generate();
+    let (id, raw) =
+        CardBuilder::new(Identity::parse(identity).unwrap(), &key, now()).previous(previous.clone()).build();
+    NewCard { key, id, raw }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn token_with(&self, key: &SigningKey, kid: &str, iss: &str, sub: &str, iat: i64, exp: i64) -> String {
+        mint_eddsa(key, kid, &Claims { iss: iss.into(), sub: sub.into(), iat, exp, nbf: None }).unwrap()
+    }
+
+    pub fn user_token(&self, identity: &str) -> String {
+        self.token_with(&self.app_key, &self.app_kid, APP, identity, now(), now() + 600)
+    }
+
+    pub fn admin_token(&self, admin: &str) -> String {
+        self.token_with(&self.admin_key, &self.admin_kid, APP, admin, now(), now() + 600)
+    }
+
+    pub fn virgil_token(&self, identity: &str) -> String {
+        cardinal_card::virgil_jwt::sign(&self.app_key, &self.app_kid, APP, identity, now(), now() + 600)
+    }
+
+    pub async fn publish_raw(&self, token: &str, body: &Value) -> Response {
+        self.client.post(self.url("/v1/cards")).bearer_auth(token).json(body).send().await.unwrap()
+    }
+
+    pub async fn publish(&self, identity: &str, card: &RawSignedModel) -> Response {
+        self.publish_raw(&self.user_token(identity), &serde_json::to_value(card).unwrap()).await
+    }
+
+    /// Publishes and insists on 201; returns the card view.
+    pub async fn published(&self, identity: &str, card: &NewCard) -> Value {
+        let response = self.publish(identity, &card.raw).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    pub async fn get_card(&self, token: &str, id: &str) -> Response {
+        self.client.get(self.url(&format!("/v1/cards/{id}"))).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn lookup(&self, token: &str, identities: &[&str], if_none_match: Option<&str>) -> Response {
+        let query: Vec<(&str, &str)> = identities.iter().map(|i| ("identity", *i)).collect();
+        let mut request = self.client.get(self.url("/v1/cards")).query(&query).bearer_auth(token);
+        if let Some(tag) = if_none_match {
+            request = request.header("If-None-Match", tag);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn search(&self, token: &str, identities: &[String]) -> Response {
+        self.client
+            .post(self.url("/v1/cards/search"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"identities": identities}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn revoke(&self, token: &str, id: &str, reason: Option<&str>) -> Response {
+        let mut request = self.client.post(self.url(&format!("/v1/cards/{id}/revoke"))).bearer_auth(token);
+        if let Some(reason) = reason {
+            request = request.json(&serde_json::json!({"reason": reason}));
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn admin_revoke(&self, token: &str, id: &str, reason: Option<&str>) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/admin/cards/{id}/revoke")))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"reason": reason}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn events(&self, after: i64, limit: i64) -> Value {
+        let response = self
+            .client
+            .get(self.url(&format!("/v1/admin/events?after={after}&limit={limit}")))
+            .bearer_auth(self.admin_token("root"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn service_key(&self) -> PublicKey {
+        let body: Value = self.client.get(self.url("/v1/service-key")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["signer"], "virgil");
+        PublicKey::from_text(body["public_key"].as_str().unwrap()).unwrap()
+    }
+
+    /// Stops the server and starts it again over the same database and service key.
+    pub async fn restart(&mut self) {
+        self.handle.stop(true).await;
+        let (address, handle) = start(self.settings.clone()).await;
+        self.address = address;
+        self.handle = handle;
+    }
+}
+
+/// Asserts a problem+json answer with this status and code; returns the body.
+pub async fn assert_problem(response: Response, status: u16, code: &str) -> Value {
+    let actual = response.status().as_u16();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!((actual, body["code"].as_str()), (status, Some(code)), "body: {body}");
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    assert_eq!(body["status"], status);
+    body
+}
+
+/// Verifies the whole event log through the admin API.
+pub async fn assert_event_log_verifies(app: &TestApp) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = app.events(after, 1000).await;
+        let events = page["events"].as_array().unwrap().clone();
+        if events.is_empty() {
+            break;
+        }
+        after = page["next"].as_i64().unwrap();
+        all.extend(events);
+    }
+    let bodies: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = all
+        .iter()
+        .map(|e| {
+            (
+                serde_json::from_value::<cardinal_card::log::EventBody>(e["event"].clone()).unwrap().canonical_bytes(),
+                hex::decode(e["prev_hash"].as_str().unwrap()).unwrap(),
+                hex::decode(e["hash"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    cardinal_card::log::verify_chain(
+        0,
+        cardinal_card::log::GENESIS_HASH,
+        bodies.iter().map(|(b, p, h)| cardinal_card::log::StoredEvent { body: b, prev_hash: p, hash: h }),
+    )
+    .expect("the event hash chain verifies");
+    let seqs: Vec<i64> = all.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>(), "gap-free");
+    all
+}

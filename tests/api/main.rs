@@ -1,0 +1,14 @@
+//! API tests: the real server over a real database, on PostgreSQL and on SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test fails by panicking")]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bootstrap;
+mod caching;
+mod concurrency;
+mod durability;
+mod helpers;
+mod lifecycle;
+mod rejections;
+mod tokens;

@@ -1,0 +1,164 @@
+//! Every way a token is refused, on both schemes; and both schemes accepted everywhere.
+
+use cardinal_card::SigningKey;
+use cardinal_card::b64::encode_url;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{APP, TestApp, assert_problem, new_card, now, spawn_app};
+use crate::support::Backend;
+
+async fn lookup_with(app: &TestApp, authorization: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(app.url("/v1/cards?identity=alice"));
+    if let Some(value) = authorization {
+        request = request.header("Authorization", value);
+    }
+    request.send().await.unwrap()
+}
+
+fn unsigned(header: serde_json::Value, claims: serde_json::Value) -> String {
+    format!("{}.{}.", encode_url(header.to_string().as_bytes()), encode_url(claims.to_string().as_bytes()))
+}
+
+async fn bearer_tokens_are_refused_for_every_flaw(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (key, kid) = (&app.app_key, app.app_kid.as_str());
+    let t = now();
+    let claims = json!({"iss": APP, "sub": "alice", "iat": t, "exp": t + 600});
+    let hs256_with_public_key = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        let secret = key.public_key().to_spki_pem();
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    };
+    let hs256_with_raw_key = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key.public_key().raw_bytes())).unwrap()
+    };
+    let revoked = SigningKey::generate();
+    let revoked_kid = cardinal_server::manage::add_key(
+        app.store.as_ref(),
+        APP,
+        cardinal_server::storage::KeyRole::App,
+        &revoked.public_key(),
+        None,
+        "test",
+    )
+    .await
+    .unwrap()
+    .kid;
+    cardinal_server::manage::revoke_key(app.store.as_ref(), &revoked_kid, "test").await.unwrap();
+
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("no header", None, "token_missing"),
+        ("garbage", Some("Bearer not.a.token".into()), "token_invalid"),
+        ("unknown scheme", Some(format!("Basic {}", app.user_token("alice"))), "token_invalid"),
+        (
+            "expired",
+            Some(format!("Bearer {}", app.token_with(key, kid, APP, "alice", t - 7200, t - 3600))),
+            "token_expired",
+        ),
+        (
+            "not yet valid",
+            Some(format!("Bearer {}", app.token_with(key, kid, APP, "alice", t + 3600, t + 7200))),
+            "token_expired",
+        ),
+        (
+            "alg none",
+            Some(format!("Bearer {}", unsigned(json!({"alg": "none", "kid": kid, "typ": "JWT"}), claims.clone()))),
+            "token_invalid",
+        ),
+        ("HS256 keyed with the public key PEM", Some(format!("Bearer {hs256_with_public_key}")), "token_invalid"),
+        ("HS256 keyed with the raw public key", Some(format!("Bearer {hs256_with_raw_key}")), "token_invalid"),
+        (
+            "unknown kid",
+            Some(format!("Bearer {}", app.token_with(key, "no-such-kid", APP, "alice", t, t + 600))),
+            "token_invalid",
+        ),
+        (
+            "revoked key",
+            Some(format!("Bearer {}", app.token_with(&revoked, &revoked_kid, APP, "alice", t, t + 600))),
+            "token_invalid",
+        ),
+        (
+            "wrong issuer",
+            Some(format!("Bearer {}", app.token_with(key, kid, "other-app", "alice", t, t + 600))),
+            "token_invalid",
+        ),
+        (
+            "signed by another key",
+            Some(format!("Bearer {}", app.token_with(&SigningKey::generate(), kid, APP, "alice", t, t + 600))),
+            "token_invalid",
+        ),
+        (
+            "lifetime over the cap",
+            Some(format!("Bearer {}", app.token_with(key, kid, APP, "alice", t, t + 86_400 * 2))),
+            "token_invalid",
+        ),
+        (
+            "subject not an identity",
+            Some(format!("Bearer {}", app.token_with(key, kid, APP, "", t, t + 600))),
+            "token_invalid",
+        ),
+        ("oversized", Some(format!("Bearer {}", "a".repeat(10_000))), "token_invalid"),
+        (
+            "virgil expired",
+            Some(format!("Virgil {}", cardinal_card::virgil_jwt::sign(key, kid, APP, "alice", t - 7200, t - 3600))),
+            "token_expired",
+        ),
+        (
+            "virgil wrong app",
+            Some(format!("Virgil {}", cardinal_card::virgil_jwt::sign(key, kid, "other-app", "alice", t, t + 600))),
+            "token_invalid",
+        ),
+        (
+            "virgil signed by another key",
+            Some(format!(
+                "Virgil {}",
+                cardinal_card::virgil_jwt::sign(&SigningKey::generate(), kid, APP, "alice", t, t + 600)
+            )),
+            "token_invalid",
+        ),
+        ("virgil scheme with a bearer token", Some(format!("Virgil {}", app.user_token("alice"))), "token_invalid"),
+        ("bearer scheme with a virgil token", Some(format!("Bearer {}", app.virgil_token("alice"))), "token_invalid"),
+    ];
+    for (name, header, code) in cases {
+        let response = lookup_with(&app, header.as_deref()).await;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert_eq!((status, body["code"].as_str()), (401, Some(code)), "case {name:?}: {body}");
+    }
+}
+
+async fn both_schemes_are_accepted_for_publish_and_lookup(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let card = new_card("alice");
+    let response = app
+        .client
+        .post(app.url("/v1/cards"))
+        .header("Authorization", format!("Virgil {}", app.virgil_token("alice")))
+        .json(&card.raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = lookup_with(&app, Some(&format!("virgil {}", app.virgil_token("bob")))).await;
+    assert_eq!(response.status(), StatusCode::OK, "the scheme is case-insensitive");
+    let response = lookup_with(&app, Some(&format!("Bearer {}", app.user_token("bob")))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn a_card_for_another_identity_than_the_token_is_forbidden(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let card = new_card("alice");
+    let response = app.publish_raw(&app.user_token("mallory"), &serde_json::to_value(&card.raw).unwrap()).await;
+    assert_problem(response, 403, "identity_mismatch").await;
+}
+
+crate::on_both_backends!(
+    bearer_tokens_are_refused_for_every_flaw,
+    both_schemes_are_accepted_for_publish_and_lookup,
+    a_card_for_another_identity_than_the_token_is_forbidden,
+);
