@@ -109,8 +109,6 @@ async fn the_printed_token_command_publishes_a_card_with_curl(backend: Backend) 
     assert_eq!(listing.lines().filter(|l| l.starts_with("default ")).count(), 1, "{listing}");
 }
 
-crate::on_both_backends!(the_printed_token_command_publishes_a_card_with_curl);
-
 /// Regression: a failed log write (stderr closed under the server) used to panic the request.
 #[test]
 fn a_closed_log_pipe_does_not_break_requests() {
@@ -143,3 +141,118 @@ fn a_closed_log_pipe_does_not_break_requests() {
     assert_eq!(status, "401");
     drop(server);
 }
+
+fn cardinal(dir: &std::path::Path, database_url: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cardinal"));
+    command.args(args).current_dir(dir).env_remove("RUST_LOG");
+    match database_url {
+        Some(url) => command.env("DATABASE_URL", url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    command.output().expect("cardinal runs")
+}
+
+fn ok(output: std::process::Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn the_admin_commands_manage_apps_keys_and_tokens(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = db.dir().to_owned();
+    let url = (backend == Backend::Postgres).then(|| db.url.clone());
+    let url = url.as_deref();
+    ok(cardinal(&dir, url, &["migrate"]));
+    ok(cardinal(&dir, url, &["app", "create", "chat", "--cards-per-identity", "multiple"]));
+    let failed = cardinal(&dir, url, &["app", "create", "chat"]);
+    assert!(!failed.status.success(), "a duplicate app is refused");
+    assert!(
+        ok(cardinal(&dir, url, &["app", "list"])).lines().any(|l| l.starts_with("chat ") && l.contains("multiple"))
+    );
+
+    let generated = ok(cardinal(
+        &dir,
+        url,
+        &["key", "generate", "--app", "chat", "--role", "admin", "--out", "admin.pem", "--kid", "ops-1"],
+    ));
+    assert!(generated.contains("ops-1"), "{generated}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("admin.pem")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        !cardinal(&dir, url, &["key", "generate", "--app", "chat", "--role", "app", "--out", "admin.pem"])
+            .status
+            .success(),
+        "never overwrites a key"
+    );
+    assert!(
+        !cardinal(&dir, url, &["key", "generate", "--app", "nope", "--role", "app", "--out", "x.pem"]).status.success(),
+        "unknown app"
+    );
+
+    let user_key = cardinal_card::SigningKey::generate();
+    std::fs::write(dir.join("backend.pub.pem"), user_key.public_key().to_spki_pem()).unwrap();
+    std::fs::write(dir.join("backend.pem"), user_key.to_pkcs8_pem()).unwrap();
+    ok(cardinal(
+        &dir,
+        url,
+        &["key", "add", "--app", "chat", "--role", "app", "--public-key", "backend.pub.pem", "--kid", "backend-1"],
+    ));
+    let listing = ok(cardinal(&dir, url, &["key", "list", "--app", "chat"]));
+    assert!(listing.contains("ops-1") && listing.contains("backend-1"), "{listing}");
+
+    let token = ok(cardinal(
+        &dir,
+        url,
+        &[
+            "token",
+            "--key",
+            "backend.pem",
+            "--kid",
+            "backend-1",
+            "--app",
+            "chat",
+            "--identity",
+            "alice",
+            "--ttl",
+            "10m",
+        ],
+    ));
+    let virgil = ok(cardinal(
+        &dir,
+        url,
+        &[
+            "token",
+            "--key",
+            "backend.pem",
+            "--kid",
+            "backend-1",
+            "--app",
+            "chat",
+            "--identity",
+            "alice",
+            "--scheme",
+            "virgil",
+        ],
+    ));
+    assert_eq!(token.trim().split('.').count(), 3);
+    let jwt = cardinal_card::virgil_jwt::VirgilJwt::parse(virgil.trim()).unwrap();
+    jwt.verify(&user_key.public_key()).unwrap();
+    assert_eq!((jwt.app_id(), jwt.identity()), (Some("chat"), Some("alice")));
+
+    let revoked = ok(cardinal(&dir, url, &["key", "revoke", "backend-1"]));
+    assert!(revoked.contains("revoked key backend-1"), "{revoked}");
+    assert!(ok(cardinal(&dir, url, &["key", "revoke", "backend-1"])).contains("already revoked"));
+    assert!(!cardinal(&dir, url, &["key", "revoke", "no-such-key"]).status.success());
+    let listing = ok(cardinal(&dir, url, &["key", "list", "--app", "chat"]));
+    let line = listing.lines().find(|l| l.starts_with("backend-1")).unwrap();
+    assert!(!line.trim_end().ends_with('-'), "the revocation time is listed: {line}");
+
+    let config = ok(cardinal(&dir, Some("postgres://user:hunter2@db/x"), &["print-config"]));
+    assert!(!config.contains("hunter2"), "secrets are masked");
+}
+
+crate::on_both_backends!(
+    the_printed_token_command_publishes_a_card_with_curl,
+    the_admin_commands_manage_apps_keys_and_tokens
+);
