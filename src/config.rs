@@ -30,8 +30,19 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Sizes and counts that input controls.
     pub limits: Limits,
+    /// Browser access.
+    pub cors: CorsSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[cors]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    /// Allowed origins; `*` for any, empty for none.
+    pub allowed_origins: Vec<String>,
+    /// Preflight cache lifetime.
+    pub max_age_secs: usize,
 }
 
 /// `[server]`

@@ -17,12 +17,19 @@ pub struct ApiError {
     pub code: ProblemCode,
     /// What went wrong this time, for humans.
     pub detail: String,
+    /// Virgil's finer numeric code, where the cause is known more precisely than `code` says.
+    pub virgil_code: Option<u32>,
 }
 
 impl ApiError {
     /// An error with a code and a detail.
     pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
-        ApiError { code, detail: detail.into() }
+        ApiError { code, detail: detail.into(), virgil_code: None }
+    }
+
+    fn with_virgil_code(mut self, code: u32) -> Self {
+        self.virgil_code = Some(code);
+        self
     }
 
     /// 400 `invalid_request`.
@@ -121,28 +128,33 @@ impl From<StorageError> for ApiError {
 impl From<CardError> for ApiError {
     fn from(error: CardError) -> Self {
         use CardError::*;
-        let code = match &error {
-            SnapshotEmpty | SnapshotNotBase64 | SnapshotNotJson(_) => ProblemCode::InvalidSnapshot,
-            IdentityEmpty | IdentityTooLong { .. } | IdentityNotPrintableAscii => ProblemCode::InvalidIdentity,
-            InvalidVersion => ProblemCode::InvalidVersion,
-            InvalidCreatedAt => ProblemCode::InvalidCreatedAt,
-            PublicKeyNotBase64 | PublicKeyTooShort { .. } | PublicKeyTooLong { .. } | InvalidKey(_) => {
-                ProblemCode::InvalidPublicKey
-            }
-            UnsupportedKeyType => ProblemCode::UnsupportedKeyType,
-            InvalidPreviousCardId => ProblemCode::InvalidPreviousCardId,
-            InvalidCardId => ProblemCode::InvalidCardId,
-            NoSignatures | SignerEmpty | SignerTooLong | SignatureNotBase64(_) | ExtraSnapshotNotBase64(_) => {
-                ProblemCode::InvalidSignatureEntry
-            }
-            TooManySignatures { .. } => ProblemCode::TooManySignatures,
-            ReservedSigner => ProblemCode::ReservedSigner,
-            DuplicateSigner(_) => ProblemCode::DuplicateSigner,
-            SelfSignatureMissing => ProblemCode::SelfSignatureMissing,
-            ExtraSnapshotTooLong { .. } => ProblemCode::ExtraSnapshotTooLarge,
-            BadSignature => ProblemCode::BadSignature,
+        let (code, virgil) = match &error {
+            SnapshotEmpty => (ProblemCode::InvalidSnapshot, 40001),
+            SnapshotNotBase64 => (ProblemCode::InvalidSnapshot, 40002),
+            SnapshotNotJson(_) => (ProblemCode::InvalidSnapshot, 40003),
+            IdentityEmpty => (ProblemCode::InvalidIdentity, 40033),
+            IdentityTooLong { .. } | IdentityNotPrintableAscii => (ProblemCode::InvalidIdentity, 40017),
+            InvalidVersion => (ProblemCode::InvalidVersion, 40011),
+            InvalidCreatedAt => (ProblemCode::InvalidCreatedAt, 40018),
+            PublicKeyNotBase64 | InvalidKey(_) => (ProblemCode::InvalidPublicKey, 40012),
+            PublicKeyTooShort { .. } => (ProblemCode::InvalidPublicKey, 40030),
+            PublicKeyTooLong { .. } => (ProblemCode::InvalidPublicKey, 40029),
+            UnsupportedKeyType => (ProblemCode::UnsupportedKeyType, 40012),
+            InvalidPreviousCardId => (ProblemCode::InvalidPreviousCardId, 40014),
+            InvalidCardId => (ProblemCode::InvalidCardId, 10001),
+            NoSignatures => (ProblemCode::InvalidSignatureEntry, 40022),
+            SignerEmpty => (ProblemCode::InvalidSignatureEntry, 40035),
+            SignerTooLong => (ProblemCode::InvalidSignatureEntry, 40036),
+            SignatureNotBase64(_) => (ProblemCode::InvalidSignatureEntry, 40020),
+            ExtraSnapshotNotBase64(_) => (ProblemCode::InvalidSignatureEntry, 40019),
+            TooManySignatures { .. } => (ProblemCode::TooManySignatures, 40023),
+            ReservedSigner => (ProblemCode::ReservedSigner, 40007),
+            DuplicateSigner(_) => (ProblemCode::DuplicateSigner, 40031),
+            SelfSignatureMissing => (ProblemCode::SelfSignatureMissing, 40008),
+            ExtraSnapshotTooLong { .. } => (ProblemCode::ExtraSnapshotTooLarge, 40026),
+            BadSignature => (ProblemCode::BadSignature, 40021),
         };
-        ApiError::new(code, error.to_string())
+        ApiError::new(code, error.to_string()).with_virgil_code(virgil)
     }
 }
 
@@ -163,10 +175,81 @@ impl From<DirectoryError> for ApiError {
             E::CardExists => ProblemCode::CardExists,
             E::IdentityTaken => ProblemCode::IdentityTaken,
             E::TooManyIdentities { .. } => ProblemCode::TooManyIdentities,
-            E::NoIdentities | E::InvalidReason(_) | E::InvalidPage(_) => ProblemCode::InvalidRequest,
+            E::NoIdentities => return ApiError::new(ProblemCode::InvalidRequest, detail).with_virgil_code(40200),
+            E::InvalidReason(_) | E::InvalidPage(_) => ProblemCode::InvalidRequest,
             E::InvalidIdentity(_) => ProblemCode::InvalidIdentity,
             E::InvalidCardId => ProblemCode::InvalidCardId,
         };
         ApiError::new(code, detail)
+    }
+}
+
+/// The same error on the Virgil Cards v5 surface: Virgil's status and numeric code in a
+/// `{"code","message"}` body. Every 4xx carries a JSON body: the Virgil SDK parses it.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct VirgilError(#[from] pub ApiError);
+
+/// Virgil's status and code for an error. The Virgil service answers 400 where Cardinal's
+/// native API is more specific (403 identity mismatch, 409 conflicts); its clients expect that.
+pub fn virgil_status_and_code(error: &ApiError) -> (StatusCode, u32) {
+    use ProblemCode::*;
+    let (status, code) = match error.code {
+        InvalidRequest => (StatusCode::BAD_REQUEST, 30001),
+        TooManyIdentities => (StatusCode::BAD_REQUEST, 40300),
+        InvalidIdentity => (StatusCode::BAD_REQUEST, 40017),
+        TokenMissing | TokenInvalid => (StatusCode::UNAUTHORIZED, 20300),
+        TokenExpired => (StatusCode::UNAUTHORIZED, 20304),
+        IdentityMismatch => (StatusCode::BAD_REQUEST, 40034),
+        Forbidden => (StatusCode::FORBIDDEN, 40100),
+        NotFound | InvalidCardId => (StatusCode::NOT_FOUND, 10001),
+        MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, 10001),
+        CardExists => (StatusCode::BAD_REQUEST, 40027),
+        // Virgil itself allowed several root cards per identity; Cardinal's single-chain
+        // policy has no Virgil code, so it keeps the native status with a code of its own.
+        IdentityTaken => (StatusCode::CONFLICT, 40040),
+        PreviousCardNotFound => (StatusCode::BAD_REQUEST, 40015),
+        PreviousCardMismatch => (StatusCode::BAD_REQUEST, 40032),
+        AlreadySuperseded => (StatusCode::BAD_REQUEST, 40037),
+        ChainRevoked => (StatusCode::FORBIDDEN, 40310),
+        PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 30001),
+        RateLimited => (StatusCode::TOO_MANY_REQUESTS, 30429),
+        Unavailable => (StatusCode::SERVICE_UNAVAILABLE, 10000),
+        Internal | Unknown => (StatusCode::INTERNAL_SERVER_ERROR, 10000),
+        InvalidSnapshot
+        | InvalidVersion
+        | InvalidCreatedAt
+        | InvalidPublicKey
+        | UnsupportedKeyType
+        | InvalidPreviousCardId
+        | InvalidSignatureEntry
+        | TooManySignatures
+        | ReservedSigner
+        | DuplicateSigner
+        | SelfSignatureMissing
+        | ExtraSnapshotTooLarge
+        | BadSignature => (StatusCode::BAD_REQUEST, 40003),
+    };
+    (status, error.virgil_code.unwrap_or(code))
+}
+
+impl ResponseError for VirgilError {
+    fn status_code(&self) -> StatusCode {
+        virgil_status_and_code(&self.0).0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = virgil_status_and_code(&self.0);
+        let mut response = HttpResponse::build(status);
+        if self.0.code == ProblemCode::Unavailable {
+            response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS));
+        }
+        response.json(serde_json::json!({"code": code, "message": self.0.detail}))
+    }
+}
+
+impl From<DirectoryError> for VirgilError {
+    fn from(error: DirectoryError) -> Self {
+        VirgilError(error.into())
     }
 }

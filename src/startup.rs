@@ -3,14 +3,17 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::http::{Method, header};
+use actix_web::middleware::{Condition, NormalizePath, TrailingSlash};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::{Authenticator, TokenPolicy};
-use crate::config::Settings;
+use crate::config::{CorsSettings, Settings};
 use crate::directory::{Directory, Rules};
 use crate::error::ApiError;
 use crate::manage;
@@ -65,8 +68,13 @@ impl Application {
         let directory = web::Data::new(Directory::new(store.clone(), service_key, rules));
         let authenticator = web::Data::new(Authenticator::new(store.clone(), policy));
         let body_limit = web::Data::new(BodyLimit(settings.limits.body_bytes));
+        let cors = settings.cors.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(Condition::new(!cors.allowed_origins.is_empty(), cors_policy(&cors)))
+                // Virgil's SDKs build URLs as apiUrl + "/card/v5": a trailing slash in apiUrl
+                // gives "//card/v5".
+                .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
                 .wrap(TracingLogger::default())
                 .app_data(directory.clone())
                 .app_data(authenticator.clone())
@@ -103,4 +111,30 @@ impl Application {
         self.store.close().await;
         result
     }
+}
+
+/// The CORS policy browser clients need: Virgil's request headers allowed, the headers its
+/// clients read exposed.
+fn cors_policy(settings: &CorsSettings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static("virgil-agent"),
+            header::HeaderName::from_static("virgil-keyknox-previous-hash"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static(crate::routes::virgil::SUPERSEDED_HEADER),
+            header::HeaderName::from_static("virgil-keyknox-hash"),
+        ])
+        .max_age(settings.max_age_secs);
+    for origin in &settings.allowed_origins {
+        cors = if origin == "*" { cors.allow_any_origin().send_wildcard() } else { cors.allowed_origin(origin) };
+    }
+    cors
 }

@@ -334,6 +334,13 @@ impl Directory {
         Ok(found)
     }
 
+    /// Every card of every unrevoked chain of these identities, superseded ones included: Virgil
+    /// clients fold each rotation chain into its newest card themselves.
+    pub async fn unrevoked_chains(&self, caller: &Caller, identities: &[String]) -> Result<Vec<Card>, DirectoryError> {
+        let records = self.store.find_unrevoked_chain_cards(&caller.app_id, identities).await?;
+        Ok(records.into_iter().map(|record| Card { record }).collect())
+    }
+
     /// Revokes the chain of one of the caller's own cards. Repeating it changes nothing.
     #[tracing::instrument(skip_all, fields(app = %caller.app_id, card.id = %id))]
     pub async fn revoke_own(&self, caller: &Caller, id: &str, reason: Option<String>) -> Result<Card, DirectoryError> {

@@ -6,13 +6,14 @@ mod cards;
 mod health;
 mod service_key;
 mod view;
+pub mod virgil;
 
 use actix_web::{HttpResponse, web};
 use cardinal_card::wire::ProblemCode;
 
 use crate::error::ApiError;
 
-pub use body::BodyLimit;
+pub use body::{Body, BodyLimit};
 
 /// Registers every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/cards/{id}/revoke").route(web::post().to(cards::revoke::revoke_card)))
         .service(resource("/v1/admin/cards/{id}/revoke").route(web::post().to(admin::revoke::admin_revoke_card)))
         .service(resource("/v1/admin/events").route(web::get().to(admin::events::list_events)))
+        .configure(virgil::configure)
         .default_service(web::to(not_found));
 }
 

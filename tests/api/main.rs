@@ -12,3 +12,4 @@ mod helpers;
 mod lifecycle;
 mod rejections;
 mod tokens;
+mod virgil;

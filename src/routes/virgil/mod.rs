@@ -1,0 +1,109 @@
+//! The Virgil Cards v5 surface (`/card/v5`): a thin adapter over the same directory as `/v1`,
+//! speaking what Virgil's SDKs expect — the stored RawSignedModel as the body, Virgil's statuses
+//! and numeric `{"code","message"}` errors, `X-Virgil-Is-Superseeded` on outdated cards.
+
+mod extract;
+
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use crate::directory::Directory;
+use crate::error::{ApiError, VirgilError};
+use extract::{VirgilBody, VirgilCaller};
+
+/// The header the SDK reads to mark a fetched card outdated (sic: Virgil's spelling).
+pub const SUPERSEDED_HEADER: &str = "x-virgil-is-superseeded";
+
+/// Registers `/card/v5`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/card/v5")
+            .service(web::resource("").route(web::post().to(publish_card)))
+            .service(web::resource("/actions/search").route(web::post().to(search_cards)))
+            .service(web::resource("/actions/revoke/{id}").route(web::post().to(revoke_card)))
+            .service(web::resource("/{id}").route(web::get().to(get_card)))
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn not_found() -> Result<HttpResponse, VirgilError> {
+    Err(ApiError::not_found("no such route").into())
+}
+
+fn raw_json(body: String) -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::json()).body(body)
+}
+
+/// `POST /card/v5`: 201 with the stored model, the service countersignature appended.
+async fn publish_card(
+    directory: web::Data<Directory>,
+    caller: VirgilCaller,
+    body: VirgilBody,
+) -> Result<HttpResponse, VirgilError> {
+    let raw = body.0.json()?;
+    let card = directory.publish(&caller.0, raw).await?;
+    Ok(HttpResponse::Created().content_type(ContentType::json()).body(card.record.raw))
+}
+
+/// `GET /card/v5/{id}`
+async fn get_card(
+    directory: web::Data<Directory>,
+    caller: VirgilCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, VirgilError> {
+    let card = directory.get(&caller.0, &id).await?;
+    let outdated = card.status() != cardinal_card::wire::CardStatus::Active;
+    let mut response = raw_json(card.record.raw);
+    if outdated {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(SUPERSEDED_HEADER),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+/// The SDKs send `identities`; Virgil's service also took a single `identity`.
+#[derive(Debug, Deserialize)]
+struct SearchRequest {
+    #[serde(default)]
+    identities: Vec<String>,
+    #[serde(default)]
+    identity: Option<String>,
+}
+
+/// `POST /card/v5/actions/search`: a JSON array of every card of every unrevoked chain.
+async fn search_cards(
+    directory: web::Data<Directory>,
+    caller: VirgilCaller,
+    body: VirgilBody,
+) -> Result<HttpResponse, VirgilError> {
+    let request: SearchRequest = body.0.json()?;
+    let wanted = request.identities.iter().chain(request.identity.as_ref()).map(String::as_str);
+    let identities = directory.lookup_identities(wanted)?;
+    let cards = directory.unrevoked_chains(&caller.0, &identities).await?;
+    // The stored models are JSON already: join them, never re-encode.
+    let mut array = String::with_capacity(2 + cards.iter().map(|c| c.record.raw.len() + 1).sum::<usize>());
+    array.push('[');
+    for (i, card) in cards.iter().enumerate() {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push_str(&card.record.raw);
+    }
+    array.push(']');
+    Ok(raw_json(array))
+}
+
+/// `POST /card/v5/actions/revoke/{id}`: revokes the card's whole chain, as e3kit's `unregister`
+/// assumes (it revokes only the newest card it found).
+async fn revoke_card(
+    directory: web::Data<Directory>,
+    caller: VirgilCaller,
+    id: web::Path<String>,
+    _body: VirgilBody,
+) -> Result<HttpResponse, VirgilError> {
+    directory.revoke_own(&caller.0, &id, None).await?;
+    Ok(HttpResponse::Ok().finish())
+}
