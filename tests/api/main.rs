@@ -11,5 +11,6 @@ mod durability;
 mod helpers;
 mod lifecycle;
 mod rejections;
+mod sdk;
 mod tokens;
 mod virgil;

@@ -89,7 +89,7 @@ pub struct CardContent {
 }
 
 /// A card that passed every format rule and whose self signature verifies.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedCard {
     /// Derived from the snapshot bytes.
     pub id: CardId,

@@ -1,0 +1,37 @@
+//! # cardinal-client
+//!
+//! The Rust SDK for [Cardinal](https://github.com/), a self-hosted public-key directory.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cardinal_client::ClientError> {
+//! use cardinal_client::{Client, SigningKey};
+//! let client = Client::builder("http://127.0.0.1:8080")
+//!     .token("eyJ…")            // or .token_source(…) to mint and refresh
+//!     .trust_on_first_use()     // or .service_key(pinned)
+//!     .build()?;
+//! let key = SigningKey::generate();
+//! let mine = client.publish_new("alice", &key).await?;
+//! let found = client.lookup(&["bob", "carol"]).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every card the SDK returns has been verified: its id is the hash of its snapshot, its self
+//! signature verifies, its identity is one that was asked for, and the service countersignature
+//! verifies with the service key (pinned, or fetched once from `GET /v1/service-key` when the
+//! caller opts in to trust on first use). An answer that fails any check is an error.
+//!
+//! Lookups of any number of identities are split into chunks of the server's limit, sent
+//! concurrently, and cached per chunk: a repeated lookup revalidates with `If-None-Match`, so
+//! unchanged identities cost a `304` and no card bodies.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod verify;
+
+pub use cardinal_card::wire::{CardStatus, EventsPage, ProblemCode};
+pub use cardinal_card::{CardId, PublicKey, SigningKey};
+pub use client::{Client, ClientBuilder, LookupStats, TokenCallback};
+pub use error::ClientError;
+pub use verify::{VerifiedCard, verify_card};
