@@ -15,11 +15,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Cardinal: a self-hosted public-key directory (cards service).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 not authenticated or not allowed, 4 not found, 5 conflict, 6 verification failed, 7 server unreachable or unavailable."
+)]
 struct Cli {
     /// A TOML file applied over the built-in defaults.
     #[arg(long, global = true, env = "CARDINAL_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    connection: cardinal_cli::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +49,8 @@ enum Command {
     ///
     /// Example: cardinal token --key cardinal-data/default-app-key.pem --kid KID --app default --identity alice
     Token(TokenArgs),
+    #[command(flatten)]
+    Client(cardinal_cli::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +154,9 @@ impl From<Role> for KeyRole {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Client(command) = cli.command {
+        return cardinal_cli::run(command, cli.connection);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -239,7 +251,7 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
                 println!("key {kid} was already revoked");
             }
         }
-        Command::Serve | Command::PrintConfig | Command::Token(_) => {}
+        Command::Serve | Command::PrintConfig | Command::Token(_) | Command::Client(_) => {}
     }
     store.close().await;
     Ok(())
