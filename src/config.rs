@@ -32,8 +32,21 @@ pub struct Settings {
     pub limits: Limits,
     /// Browser access.
     pub cors: CorsSettings,
+    /// Prometheus metrics.
+    pub metrics: MetricsSettings,
+    /// Rate limits.
+    pub rate_limits: crate::ratelimit::RateLimitSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// Serve them at all.
+    pub enabled: bool,
+    /// Their own listen address, or empty for the API listener.
+    pub listen: String,
 }
 
 /// `[cors]`
@@ -52,6 +65,12 @@ pub struct ServerSettings {
     pub listen: String,
     /// Worker threads, 0 for one per core.
     pub workers: usize,
+    /// Seconds in-flight requests get after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Milliseconds a client has to send the request head.
+    pub request_header_timeout_ms: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    pub keep_alive_secs: u64,
 }
 
 /// `[database]`
@@ -65,6 +84,8 @@ pub struct DatabaseSettings {
     pub min_connections: u32,
     /// Wait for a connection, in milliseconds.
     pub acquire_timeout_ms: u64,
+    /// Readiness check timeout, in milliseconds.
+    pub readiness_timeout_ms: u64,
 }
 
 impl DatabaseSettings {

@@ -19,12 +19,20 @@ pub struct ApiError {
     pub detail: String,
     /// Virgil's finer numeric code, where the cause is known more precisely than `code` says.
     pub virgil_code: Option<u32>,
+    /// Seconds to wait before retrying (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with a code and a detail.
     pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
-        ApiError { code, detail: detail.into(), virgil_code: None }
+        ApiError { code, detail: detail.into(), virgil_code: None, retry_after: None }
+    }
+
+    /// Tells the client when to retry.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     fn with_virgil_code(mut self, code: u32) -> Self {
@@ -84,7 +92,17 @@ pub fn status_of(code: ProblemCode) -> StatusCode {
 }
 
 /// Seconds a client should wait before retrying a 503.
-const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 2;
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
+impl ApiError {
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self.code {
+            ProblemCode::Unavailable => Some(self.retry_after.unwrap_or(UNAVAILABLE_RETRY_AFTER_SECS)),
+            ProblemCode::RateLimited => Some(self.retry_after.unwrap_or(1)),
+            _ => None,
+        }
+    }
+}
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -102,8 +120,8 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
-        if self.code == ProblemCode::Unavailable {
-            response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS));
+        if let Some(seconds) = self.retry_after_secs() {
+            response.insert_header((header::RETRY_AFTER, seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Virgil")));
@@ -241,8 +259,8 @@ impl ResponseError for VirgilError {
     fn error_response(&self) -> HttpResponse {
         let (status, code) = virgil_status_and_code(&self.0);
         let mut response = HttpResponse::build(status);
-        if self.0.code == ProblemCode::Unavailable {
-            response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS));
+        if let Some(seconds) = self.0.retry_after_secs() {
+            response.insert_header((header::RETRY_AFTER, seconds));
         }
         response.json(serde_json::json!({"code": code, "message": self.0.detail}))
     }

@@ -8,6 +8,8 @@ pub mod config;
 pub mod directory;
 pub mod error;
 pub mod manage;
+pub mod metrics;
+pub mod ratelimit;
 pub mod routes;
 pub mod startup;
 pub mod storage;

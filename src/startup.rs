@@ -3,27 +3,37 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use actix_cors::Cors;
-use actix_web::dev::Server;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
-use actix_web::middleware::{Condition, NormalizePath, TrailingSlash};
-use actix_web::{App, HttpServer, web};
+use actix_web::middleware::{Condition, Next, NormalizePath, TrailingSlash, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use actix_web_prom::PrometheusMetricsBuilder;
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use tracing_actix_web::TracingLogger;
 
 use crate::auth::{Authenticator, TokenPolicy};
 use crate::config::{CorsSettings, Settings};
 use crate::directory::{Directory, Rules};
-use crate::error::ApiError;
+use crate::error::{ApiError, VirgilError};
 use crate::manage;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::routes::health::ReadinessTimeout;
 use crate::routes::{self, BodyLimit};
 use crate::storage::{self, CardStore};
+use crate::telemetry;
 
 /// A bound, ready-to-run service.
 pub struct Application {
     port: u16,
     server: Server,
+    metrics_server: Option<Server>,
+    metrics_port: Option<u16>,
+    housekeeping: tokio::task::JoinHandle<()>,
     store: Arc<dyn CardStore>,
 }
 
@@ -68,17 +78,32 @@ impl Application {
         let directory = web::Data::new(Directory::new(store.clone(), service_key, rules));
         let authenticator = web::Data::new(Authenticator::new(store.clone(), policy));
         let body_limit = web::Data::new(BodyLimit(settings.limits.body_bytes));
+        let readiness = web::Data::new(ReadinessTimeout(Duration::from_millis(settings.database.readiness_timeout_ms)));
+        let metrics = web::Data::new(Metrics::new(store.clone()).map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
+        let limiter = web::Data::from(RateLimiter::new(&settings.rate_limits));
+        let metrics_inline = settings.metrics.enabled && settings.metrics.listen.is_empty();
+        let prometheus = {
+            let mut builder = PrometheusMetricsBuilder::new("cardinal")
+                .registry(metrics.registry.clone())
+                .exclude("/metrics")
+                .exclude_regex("^/docs")
+                .mask_unmatched_patterns("UNMATCHED");
+            if metrics_inline {
+                builder = builder.endpoint("/metrics");
+            }
+            builder.build().map_err(|e| anyhow::anyhow!("metrics: {e}"))?
+        };
         let cors = settings.cors.clone();
+        let app_metrics = metrics.clone();
+        let app_limiter = limiter.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(Condition::new(!cors.allowed_origins.is_empty(), cors_policy(&cors)))
-                // Virgil's SDKs build URLs as apiUrl + "/card/v5": a trailing slash in apiUrl
-                // gives "//card/v5".
-                .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
-                .wrap(TracingLogger::default())
                 .app_data(directory.clone())
                 .app_data(authenticator.clone())
                 .app_data(body_limit.clone())
+                .app_data(readiness.clone())
+                .app_data(app_metrics.clone())
+                .app_data(app_limiter.clone())
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
                 )
@@ -86,13 +111,59 @@ impl Application {
                     web::PathConfig::default().error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
                 )
                 .configure(routes::configure)
+                // Outermost last: ids and logs cover everything, CORS answers preflights before
+                // limits, and metrics count the requests that limits refuse.
+                .wrap(from_fn(limit_client_addresses))
+                .wrap(prometheus.clone())
+                .wrap(Condition::new(!cors.allowed_origins.is_empty(), cors_policy(&cors)))
+                // Virgil's SDKs build URLs as apiUrl + "/card/v5": a trailing slash in apiUrl
+                // gives "//card/v5".
+                .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
+                .wrap(from_fn(telemetry::trace_requests))
         })
+        .shutdown_timeout(settings.server.shutdown_grace_secs)
+        .client_request_timeout(Duration::from_millis(settings.server.request_header_timeout_ms))
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+
+        let (metrics_server, metrics_port) = if settings.metrics.enabled && !settings.metrics.listen.is_empty() {
+            let listener = TcpListener::bind(&settings.metrics.listen)
+                .with_context(|| format!("binding the metrics listener {}", settings.metrics.listen))?;
+            let metrics_port = listener.local_addr()?.port();
+            let metrics = metrics.clone();
+            let server = HttpServer::new(move || {
+                let metrics = metrics.clone();
+                App::new().route(
+                    "/metrics",
+                    web::get().to(move || {
+                        let body = metrics.render();
+                        async move { HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body) }
+                    }),
+                )
+            })
+            .workers(1)
+            .disable_signals()
+            .listen(listener)?
+            .run();
+            tracing::info!(port = metrics_port, "metrics listening");
+            (Some(server), Some(metrics_port))
+        } else {
+            (None, None)
+        };
+
+        let housekeeping = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limiter.forget_idle_keys();
+            }
+        });
         tracing::info!(port, backend = ?store.backend(), "listening");
-        Ok(Application { port, server: server.run(), store })
+        Ok(Application { port, server: server.run(), metrics_server, metrics_port, housekeeping, store })
     }
 
     /// The port actually bound (useful with port 0).
@@ -100,17 +171,54 @@ impl Application {
         self.port
     }
 
+    /// The metrics listener's port, when it has its own.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
     /// A handle that stops the server.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM or the handle), then closes the pool.
+    /// Serves until stopped (SIGINT/SIGTERM or the handle): stops accepting, lets in-flight
+    /// requests finish within the grace period, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics_server.map(|server| {
+            let handle = server.handle();
+            (tokio::spawn(server), handle)
+        });
         let result = self.server.await;
+        if let Some((task, handle)) = metrics {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
+        self.housekeeping.abort();
         self.store.close().await;
+        tracing::info!("stopped");
         result
     }
+}
+
+/// Refuses requests over their client address's rate limit, before any other work.
+async fn limit_client_addresses(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let refused =
+        request.app_data::<web::Data<RateLimiter>>().and_then(|limiter| limiter.check_address(&request).err());
+    let Some(error) = refused else {
+        return next.call(request).await.map(ServiceResponse::map_into_left_body);
+    };
+    if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
+        metrics.rate_limited.with_label_values(&["address"]).inc();
+    }
+    let response = if request.path().starts_with("/card/v5") {
+        VirgilError(error).error_response()
+    } else {
+        error.error_response()
+    };
+    Ok(request.into_response(response).map_into_right_body())
 }
 
 /// The CORS policy browser clients need: Virgil's request headers allowed, the headers its

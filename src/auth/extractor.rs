@@ -7,9 +7,13 @@ use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 
+use cardinal_card::wire::ProblemCode;
+
 use super::Authenticator;
 use crate::directory::Caller;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 
 impl FromRequest for Caller {
     type Error = ApiError;
@@ -17,10 +21,31 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
+        let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+        let limiter = req.app_data::<web::Data<RateLimiter>>().cloned();
         let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+        let (method, path) = (req.method().clone(), req.path().to_owned());
         Box::pin(async move {
             let authenticator = authenticator.ok_or_else(|| ApiError::internal(&"authenticator not configured"))?;
-            authenticator.authenticate(header.as_deref()).await
+            let caller = authenticator.authenticate(header.as_deref()).await.inspect_err(|error| {
+                let reason = match error.code {
+                    ProblemCode::TokenMissing => "missing",
+                    ProblemCode::TokenExpired => "expired",
+                    ProblemCode::TokenInvalid => "invalid",
+                    _ => return,
+                };
+                if let Some(metrics) = &metrics {
+                    metrics.token_rejections.with_label_values(&[reason]).inc();
+                }
+            })?;
+            if let Some(limiter) = &limiter {
+                limiter.check_identity(&method, &path, &caller).inspect_err(|_| {
+                    if let Some(metrics) = &metrics {
+                        metrics.rate_limited.with_label_values(&["identity"]).inc();
+                    }
+                })?;
+            }
+            Ok(caller)
         })
     }
 }

@@ -10,7 +10,8 @@ use crate::directory::Directory;
 use crate::error::ApiError;
 
 /// How long readiness waits for the database.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+#[derive(Debug, Clone, Copy)]
+pub struct ReadinessTimeout(pub Duration);
 
 /// `GET /healthz`: 200 while the process runs.
 pub async fn healthz() -> HttpResponse {
@@ -18,8 +19,11 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// `GET /readyz`: 200 when the database answers within the timeout, else 503.
-pub async fn readyz(directory: web::Data<Directory>) -> Result<HttpResponse, ApiError> {
-    match tokio::time::timeout(READINESS_TIMEOUT, directory.store().ping()).await {
+pub async fn readyz(
+    directory: web::Data<Directory>,
+    timeout: web::Data<ReadinessTimeout>,
+) -> Result<HttpResponse, ApiError> {
+    match tokio::time::timeout(timeout.0, directory.store().ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),
         Ok(Err(error)) => {
             tracing::warn!(%error, "not ready: database check failed");

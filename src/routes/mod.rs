@@ -3,7 +3,7 @@
 mod admin;
 mod body;
 mod cards;
-mod health;
+pub mod health;
 mod service_key;
 mod view;
 pub mod virgil;

@@ -340,11 +340,25 @@ pub trait CardStore: Send + Sync + 'static {
     /// Events after `after`, oldest first, at most `limit`.
     async fn list_events(&self, app_id: &str, after: i64, limit: i64) -> Result<Vec<EventRow>, StorageError>;
 
+    /// The connection pool's state, for metrics.
+    fn pool_stats(&self) -> PoolStats;
+
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), MigrationError>;
 
     /// Closes the pool.
     async fn close(&self);
+}
+
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Of those, idle.
+    pub idle: usize,
+    /// The most it opens.
+    pub max: u32,
 }
 
 /// Connection settings common to both backends.

@@ -578,6 +578,14 @@ macro_rules! impl_card_store {
                     .map_err(Self::error)
             }
 
+            fn pool_stats(&self) -> $crate::storage::PoolStats {
+                $crate::storage::PoolStats {
+                    size: self.pool.size(),
+                    idle: self.pool.num_idle(),
+                    max: self.pool.options().get_max_connections(),
+                }
+            }
+
             async fn migrate(&self) -> Result<(), $crate::storage::MigrationError> {
                 $migrate(&self.pool).await
             }

@@ -8,6 +8,7 @@ use cardinal_card::wire::{LookupResponse, SearchRequest};
 
 use crate::directory::{Caller, Directory};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::routes::body::Body;
 use crate::routes::view::{CACHE_CONTROL, card_view, if_none_match};
 
@@ -15,6 +16,7 @@ use crate::routes::view::{CACHE_CONTROL, card_view, if_none_match};
 /// identities' change counters, without reading a card.
 pub async fn lookup_cards(
     directory: web::Data<Directory>,
+    metrics: web::Data<Metrics>,
     caller: Caller,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -23,7 +25,9 @@ pub async fn lookup_cards(
     let identities = directory
         .lookup_identities(pairs.iter().filter(|(key, _)| key == "identity").map(|(_, value)| value.as_str()))?;
     let etag = directory.lookup_tag(&caller, &identities).await?;
-    if if_none_match(request.headers(), &etag) {
+    let not_modified = if_none_match(request.headers(), &etag);
+    metrics.lookup("lookup", identities.len(), not_modified);
+    if not_modified {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
@@ -40,11 +44,13 @@ pub async fn lookup_cards(
 /// The same lookup for batches too long for a URL; no conditional semantics.
 pub async fn search_cards(
     directory: web::Data<Directory>,
+    metrics: web::Data<Metrics>,
     caller: Caller,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let request: SearchRequest = body.json()?;
     let identities = directory.lookup_identities(request.identities.iter().map(String::as_str))?;
+    metrics.lookup("search", identities.len(), false);
     let body = render(&directory, &caller, &identities).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::directory::Directory;
 use crate::error::{ApiError, VirgilError};
+use crate::metrics::Metrics;
 use extract::{VirgilBody, VirgilCaller};
 
 /// The header the SDK reads to mark a fetched card outdated (sic: Virgil's spelling).
@@ -38,11 +39,13 @@ fn raw_json(body: String) -> HttpResponse {
 /// `POST /card/v5`: 201 with the stored model, the service countersignature appended.
 async fn publish_card(
     directory: web::Data<Directory>,
+    metrics: web::Data<Metrics>,
     caller: VirgilCaller,
     body: VirgilBody,
 ) -> Result<HttpResponse, VirgilError> {
     let raw = body.0.json()?;
     let card = directory.publish(&caller.0, raw).await?;
+    metrics.card_published(&card);
     Ok(HttpResponse::Created().content_type(ContentType::json()).body(card.record.raw))
 }
 
@@ -76,12 +79,14 @@ struct SearchRequest {
 /// `POST /card/v5/actions/search`: a JSON array of every card of every unrevoked chain.
 async fn search_cards(
     directory: web::Data<Directory>,
+    metrics: web::Data<Metrics>,
     caller: VirgilCaller,
     body: VirgilBody,
 ) -> Result<HttpResponse, VirgilError> {
     let request: SearchRequest = body.0.json()?;
     let wanted = request.identities.iter().chain(request.identity.as_ref()).map(String::as_str);
     let identities = directory.lookup_identities(wanted)?;
+    metrics.lookup("virgil_search", identities.len(), false);
     let cards = directory.unrevoked_chains(&caller.0, &identities).await?;
     // The stored models are JSON already: join them, never re-encode.
     let mut array = String::with_capacity(2 + cards.iter().map(|c| c.record.raw.len() + 1).sum::<usize>());
@@ -100,10 +105,12 @@ async fn search_cards(
 /// assumes (it revokes only the newest card it found).
 async fn revoke_card(
     directory: web::Data<Directory>,
+    metrics: web::Data<Metrics>,
     caller: VirgilCaller,
     id: web::Path<String>,
     _body: VirgilBody,
 ) -> Result<HttpResponse, VirgilError> {
     directory.revoke_own(&caller.0, &id, None).await?;
+    metrics.chains_revoked.with_label_values(&["owner"]).inc();
     Ok(HttpResponse::Ok().finish())
 }

@@ -1,0 +1,133 @@
+//! Prometheus metrics: HTTP requests (by actix-web-prom), the directory's own counters, and the
+//! database pool's state read at scrape time.
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::storage::CardStore;
+
+/// The service's counters, registered in one registry.
+pub struct Metrics {
+    /// Where everything is registered; `/metrics` renders it.
+    pub registry: Registry,
+    /// Cards accepted, roots and rotations.
+    pub cards_published: IntCounter,
+    /// Of those, rotations.
+    pub cards_rotated: IntCounter,
+    /// Chains revoked, by who (`owner`, `admin`).
+    pub chains_revoked: IntCounterVec,
+    /// Lookups answered, by route (`lookup`, `search`, `virgil_search`).
+    pub lookups: IntCounterVec,
+    /// Identities asked for in those lookups.
+    pub lookup_identities: IntCounter,
+    /// Lookups answered 304.
+    pub lookup_not_modified: IntCounter,
+    /// Tokens refused, by reason (`missing`, `invalid`, `expired`).
+    pub token_rejections: IntCounterVec,
+    /// Requests refused by a rate limit, by scope (`address`, `identity`).
+    pub rate_limited: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let counter = IntCounter::with_opts(Opts::new(name, help).namespace("cardinal"))?;
+    registry.register(Box::new(counter.clone()))?;
+    Ok(counter)
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> prometheus::Result<IntCounterVec> {
+    let counter = IntCounterVec::new(Opts::new(name, help).namespace("cardinal"), &[label])?;
+    registry.register(Box::new(counter.clone()))?;
+    Ok(counter)
+}
+
+impl Metrics {
+    /// Registers every metric, and a collector of `store`'s pool state.
+    pub fn new(store: Arc<dyn CardStore>) -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        registry.register(Box::new(PoolCollector::new(store)?))?;
+        Ok(Metrics {
+            cards_published: counter(&registry, "cards_published_total", "Cards published (roots and rotations)")?,
+            cards_rotated: counter(
+                &registry,
+                "cards_rotated_total",
+                "Cards published as rotations of a previous card",
+            )?,
+            chains_revoked: counter_vec(&registry, "chains_revoked_total", "Card chains revoked", "by")?,
+            lookups: counter_vec(&registry, "lookups_total", "Card lookups answered", "route")?,
+            lookup_identities: counter(&registry, "lookup_identities_total", "Identities asked for in lookups")?,
+            lookup_not_modified: counter(&registry, "lookup_not_modified_total", "Lookups answered 304 Not Modified")?,
+            token_rejections: counter_vec(
+                &registry,
+                "token_rejections_total",
+                "Requests refused for their token",
+                "reason",
+            )?,
+            rate_limited: counter_vec(&registry, "rate_limited_total", "Requests refused by a rate limit", "scope")?,
+            registry,
+        })
+    }
+
+    /// Counts a published card.
+    pub fn card_published(&self, card: &crate::directory::Card) {
+        self.cards_published.inc();
+        if card.record.previous_card_id.is_some() {
+            self.cards_rotated.inc();
+        }
+    }
+
+    /// Counts an answered lookup.
+    pub fn lookup(&self, route: &str, identities: usize, not_modified: bool) {
+        self.lookups.with_label_values(&[route]).inc();
+        self.lookup_identities.inc_by(identities as u64);
+        if not_modified {
+            self.lookup_not_modified.inc();
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let _ = prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// The pool's connections, read when scraped.
+struct PoolCollector {
+    store: Arc<dyn CardStore>,
+    open: IntGauge,
+    idle: IntGauge,
+    in_use: IntGauge,
+    max: IntGauge,
+    descs: Vec<Desc>,
+}
+
+impl PoolCollector {
+    fn new(store: Arc<dyn CardStore>) -> prometheus::Result<Self> {
+        let gauge = |name: &str, help: &str| IntGauge::with_opts(Opts::new(name, help).namespace("cardinal"));
+        let open = gauge("db_pool_connections", "Open database connections")?;
+        let idle = gauge("db_pool_idle_connections", "Idle database connections")?;
+        let in_use = gauge("db_pool_in_use_connections", "Database connections lent to requests")?;
+        let max = gauge("db_pool_max_connections", "Most database connections the pool opens")?;
+        let descs = [&open, &idle, &in_use, &max].iter().flat_map(|g| g.desc().into_iter().cloned()).collect();
+        Ok(PoolCollector { store, open, idle, in_use, max, descs })
+    }
+}
+
+impl Collector for PoolCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let stats = self.store.pool_stats();
+        self.open.set(i64::from(stats.size));
+        self.idle.set(stats.idle as i64);
+        self.in_use.set(i64::from(stats.size).saturating_sub(stats.idle as i64));
+        self.max.set(i64::from(stats.max));
+        [&self.open, &self.idle, &self.in_use, &self.max].iter().flat_map(|g| g.collect()).collect()
+    }
+}
