@@ -1,5 +1,6 @@
 //! Liveness and readiness.
 
+use cardinal_card::wire::Problem;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -14,11 +15,14 @@ use crate::error::ApiError;
 pub struct ReadinessTimeout(pub Duration);
 
 /// `GET /healthz`: 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "The process runs")))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// `GET /readyz`: 200 when the database answers within the timeout, else 503.
+#[utoipa::path(get, path = "/readyz", tag = "service",
+    responses((status = 200, description = "The database answers"), (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn readyz(
     directory: web::Data<Directory>,
     timeout: web::Data<ReadinessTimeout>,

@@ -45,11 +45,13 @@ pub struct TestApp {
 pub struct Options {
     pub policy: CardsPerIdentity,
     pub body_bytes: usize,
+    /// Further settings, as (dotted key, value).
+    pub settings: Vec<(&'static str, Value)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { policy: CardsPerIdentity::Single, body_bytes: 65536 }
+        Options { policy: CardsPerIdentity::Single, body_bytes: 65536, settings: Vec::new() }
     }
 }
 
@@ -60,16 +62,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     LazyLock::force(&INIT);
     let db = TestDb::new(backend).await;
-    let settings: Settings = Settings::figment(None)
+    let mut figment = Settings::figment(None)
         .merge(("server.listen", "127.0.0.1:0"))
         .merge(("server.workers", 2))
         .merge(("database.url", db.url.clone()))
         .merge(("database.max_connections", 10))
         .merge(("service.signing_key_file", db.dir().join("service-key.pem").display().to_string()))
         .merge(("bootstrap.enabled", false))
-        .merge(("limits.body_bytes", options.body_bytes))
-        .extract()
-        .expect("test settings");
+        .merge(("limits.body_bytes", options.body_bytes));
+    for (key, value) in options.settings {
+        figment = figment.merge((key, value));
+    }
+    let settings: Settings = figment.extract().expect("test settings");
     let store = open_store(&settings).await.expect("store");
     manage::create_app(store.as_ref(), APP, options.policy, "test").await.unwrap();
     let app_key = SigningKey::generate();

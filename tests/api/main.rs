@@ -6,10 +6,12 @@ mod support;
 
 mod bootstrap;
 mod caching;
+mod compose;
 mod concurrency;
 mod durability;
 mod helpers;
 mod lifecycle;
+mod operations;
 mod rejections;
 mod sdk;
 mod tokens;

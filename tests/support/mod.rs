@@ -52,6 +52,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(backend: Backend) -> TestDb {
+        // reqwest is built without a default TLS provider; every test binary uses ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("a temporary directory");
         match backend {
             Backend::Sqlite => {

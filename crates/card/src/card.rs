@@ -25,6 +25,7 @@ const MAX_SIGNER_LEN: usize = 1024;
 /// Missing fields deserialize as empty so that validation, not the JSON layer, names what is
 /// wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RawSignedModel {
     /// Base64 of the snapshot bytes, exactly as the signer wrote it.
     #[serde(default)]
@@ -36,6 +37,7 @@ pub struct RawSignedModel {
 
 /// One signature entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RawSignature {
     /// Who signed: `self`, `virgil` (the service) or an app-chosen name.
     #[serde(default)]

@@ -17,6 +17,7 @@ pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// An app was created.
@@ -49,6 +50,7 @@ impl EventKind {
 
 /// One event, as hashed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventBody {
     /// The app the event belongs to.
     pub app: String,

@@ -8,6 +8,7 @@ use crate::card::RawSignedModel;
 
 /// A card's place in its chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CardStatus {
     /// The newest card of a chain that is not revoked.
@@ -32,6 +33,7 @@ impl CardStatus {
 /// A card in a native response. `R` is the raw model: parsed in clients, pre-encoded JSON in the
 /// server, which never re-encodes a stored card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardView<R = RawSignedModel> {
     /// The card id.
     pub id: String,
@@ -57,6 +59,7 @@ pub struct CardView<R = RawSignedModel> {
 
 /// The answer to a lookup: every requested identity is a key, with its active cards, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LookupResponse<R = RawSignedModel> {
     /// Identity → active cards.
     pub identities: BTreeMap<String, Vec<CardView<R>>>,
@@ -64,6 +67,7 @@ pub struct LookupResponse<R = RawSignedModel> {
 
 /// Body of `POST /v1/cards/search`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchRequest {
     /// The identities to look up.
     pub identities: Vec<String>,
@@ -71,6 +75,7 @@ pub struct SearchRequest {
 
 /// Body of the revoke calls.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokeRequest {
     /// Why; required on the admin route.
     #[serde(default)]
@@ -79,6 +84,7 @@ pub struct RevokeRequest {
 
 /// Body of `GET /v1/service-key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceKeyResponse {
     /// Always `virgil`: the signer name of the countersignature.
     pub signer: String,
@@ -88,6 +94,7 @@ pub struct ServiceKeyResponse {
 
 /// One event of the admin log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventView {
     /// Position in the app's log.
     pub seq: i64,
@@ -101,6 +108,7 @@ pub struct EventView {
 
 /// A page of `GET /v1/admin/events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventsPage {
     /// Oldest first.
     pub events: Vec<EventView>,
@@ -110,6 +118,7 @@ pub struct EventsPage {
 
 /// An `application/problem+json` error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// A URI naming the problem type.
     #[serde(rename = "type")]
@@ -128,6 +137,7 @@ macro_rules! problem_codes {
     ($($variant:ident => $text:literal, $title:literal;)*) => {
         /// Every stable error code of the native API.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum ProblemCode {
             $(#[doc = $title] $variant,)*

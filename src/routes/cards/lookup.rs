@@ -1,5 +1,7 @@
 //! `GET /v1/cards?identity=…` (conditional) and `POST /v1/cards/search`.
 
+use cardinal_card::RawSignedModel;
+use cardinal_card::wire::Problem;
 use std::collections::BTreeMap;
 
 use actix_web::http::header;
@@ -14,6 +16,18 @@ use crate::routes::view::{CACHE_CONTROL, card_view, if_none_match};
 
 /// Batch lookup with ETag revalidation: a matching `If-None-Match` is answered 304 from the
 /// identities' change counters, without reading a card.
+#[utoipa::path(
+    get, path = "/v1/cards", tag = "cards",
+    params(("identity" = Vec<String>, Query, description = "1 to 100 distinct identities; repeat the parameter", explode = true),
+           ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer for the same identities")),
+    responses(
+        (status = 200, description = "Active cards of each identity, newest first; every requested identity is a key",
+            body = LookupResponse<RawSignedModel>, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Nothing changed for these identities"),
+        (status = 400, description = "invalid_request, invalid_identity, too_many_identities", body = Problem, content_type = "application/problem+json"), (status = 401, description = "token_missing, token_invalid, token_expired", body = Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited (with Retry-After)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("virgil" = []))
+)]
 pub async fn lookup_cards(
     directory: web::Data<Directory>,
     metrics: web::Data<Metrics>,
@@ -42,6 +56,15 @@ pub async fn lookup_cards(
 }
 
 /// The same lookup for batches too long for a URL; no conditional semantics.
+#[utoipa::path(
+    post, path = "/v1/cards/search", tag = "cards",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "As GET /v1/cards, for batches too long for a URL", body = LookupResponse<RawSignedModel>),
+        (status = 400, description = "invalid_request, invalid_identity, too_many_identities", body = Problem, content_type = "application/problem+json"), (status = 401, description = "token_missing, token_invalid, token_expired", body = Problem, content_type = "application/problem+json"), (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited (with Retry-After)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("virgil" = []))
+)]
 pub async fn search_cards(
     directory: web::Data<Directory>,
     metrics: web::Data<Metrics>,

@@ -1,7 +1,9 @@
 //! `POST /v1/cards/{id}/revoke`
 
 use actix_web::{HttpResponse, web};
+use cardinal_card::RawSignedModel;
 use cardinal_card::wire::RevokeRequest;
+use cardinal_card::wire::{CardView, Problem};
 
 use crate::directory::{Caller, Directory};
 use crate::error::ApiError;
@@ -10,6 +12,17 @@ use crate::routes::body::Body;
 use crate::routes::view::card_view;
 
 /// The owner revokes the whole chain of one of their cards; the body and its reason are optional.
+#[utoipa::path(
+    post, path = "/v1/cards/{id}/revoke", tag = "cards",
+    params(("id" = String, Path, description = "Any card of the chain to revoke")),
+    request_body(content = Option<RevokeRequest>, description = "Optional reason"),
+    responses(
+        (status = 200, description = "The card, its whole chain revoked (repeating is a no-op)", body = CardView<RawSignedModel>),
+        (status = 400, description = "invalid_request, invalid_card_id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "token_missing, token_invalid, token_expired", body = Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited (with Retry-After)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("virgil" = []))
+)]
 pub async fn revoke_card(
     directory: web::Data<Directory>,
     metrics: web::Data<Metrics>,

@@ -1,0 +1,82 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and Swagger UI served
+//! from the binary (no CDN: the UI works offline).
+
+use std::sync::LazyLock;
+
+use actix_web::{HttpResponse, web};
+use cardinal_card::log::{EventBody, EventKind};
+use cardinal_card::wire::{
+    CardStatus, CardView, EventView, EventsPage, LookupResponse, Problem, ProblemCode, RevokeRequest, SearchRequest,
+    ServiceKeyResponse,
+};
+use cardinal_card::{RawSignature, RawSignedModel};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::{admin, cards, health, service_key};
+
+/// The native API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Cardinal",
+        description = "A self-hosted public-key directory. Errors are application/problem+json with a stable `code`.",
+    ),
+    paths(
+        cards::publish::publish_card,
+        cards::get::get_card,
+        cards::lookup::lookup_cards,
+        cards::lookup::search_cards,
+        cards::revoke::revoke_card,
+        admin::revoke::admin_revoke_card,
+        admin::events::list_events,
+        service_key::get_service_key,
+        health::healthz,
+        health::readyz,
+    ),
+    components(schemas(
+        RawSignedModel, RawSignature, CardStatus, CardView<RawSignedModel>, LookupResponse<RawSignedModel>,
+        SearchRequest, RevokeRequest, ServiceKeyResponse, EventView, EventsPage, EventBody, EventKind, Problem, ProblemCode,
+    )),
+    modifiers(&Security),
+    tags(
+        (name = "cards", description = "Publish, look up and revoke cards"),
+        (name = "admin", description = "Admin tokens only"),
+        (name = "service", description = "Health and the service key"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT (EdDSA)").build(),
+            ),
+        );
+        components.add_security_scheme(
+            "virgil",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Virgil <VEDS512 JWT>`, as Virgil's SDKs send it",
+            ))),
+        );
+    }
+}
+
+/// The document, built once.
+pub static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+
+/// `GET /openapi.json` (served by Swagger UI's service) and the UI at `/docs/`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/docs",
+        web::get().to(|| async { HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish() }),
+    )
+    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", DOCUMENT.clone()));
+}
