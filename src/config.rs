@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Milliseconds a client has to send the request head.
     pub request_header_timeout_ms: u64,
+    /// Milliseconds a client has to send the request body.
+    pub request_body_timeout_ms: u64,
     /// Seconds an idle keep-alive connection stays open.
     pub keep_alive_secs: u64,
 }
@@ -161,6 +163,8 @@ pub struct Limits {
     pub events_page_max: i64,
     /// Authorization header bytes.
     pub token_max_bytes: usize,
+    /// All request headers' bytes.
+    pub header_bytes: usize,
 }
 
 impl Limits {

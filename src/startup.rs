@@ -77,7 +77,11 @@ impl Application {
         };
         let directory = web::Data::new(Directory::new(store.clone(), service_key, rules));
         let authenticator = web::Data::new(Authenticator::new(store.clone(), policy));
-        let body_limit = web::Data::new(BodyLimit(settings.limits.body_bytes));
+        let header_limit = web::Data::new(HeaderLimit(settings.limits.header_bytes));
+        let body_limit = web::Data::new(BodyLimit {
+            bytes: settings.limits.body_bytes,
+            timeout: Duration::from_millis(settings.server.request_body_timeout_ms),
+        });
         let readiness = web::Data::new(ReadinessTimeout(Duration::from_millis(settings.database.readiness_timeout_ms)));
         let metrics = web::Data::new(Metrics::new(store.clone()).map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
         let limiter = web::Data::from(RateLimiter::new(&settings.rate_limits));
@@ -101,6 +105,7 @@ impl Application {
                 .app_data(directory.clone())
                 .app_data(authenticator.clone())
                 .app_data(body_limit.clone())
+                .app_data(header_limit.clone())
                 .app_data(readiness.clone())
                 .app_data(app_metrics.clone())
                 .app_data(app_limiter.clone())
@@ -113,7 +118,7 @@ impl Application {
                 .configure(routes::configure)
                 // Outermost last: ids and logs cover everything, CORS answers preflights before
                 // limits, and metrics count the requests that limits refuse.
-                .wrap(from_fn(limit_client_addresses))
+                .wrap(from_fn(guard_requests))
                 .wrap(prometheus.clone())
                 .wrap(Condition::new(!cors.allowed_origins.is_empty(), cors_policy(&cors)))
                 // Virgil's SDKs build URLs as apiUrl + "/card/v5": a trailing slash in apiUrl
@@ -200,19 +205,36 @@ impl Application {
     }
 }
 
-/// Refuses requests over their client address's rate limit, before any other work.
-async fn limit_client_addresses(
+/// Most bytes of all request headers together.
+#[derive(Debug, Clone, Copy)]
+struct HeaderLimit(usize);
+
+/// Refuses, before any other work, requests whose headers are too large (actix alone accepts
+/// up to 128 KiB) and requests over their client address's rate limit.
+async fn guard_requests(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let refused =
-        request.app_data::<web::Data<RateLimiter>>().and_then(|limiter| limiter.check_address(&request).err());
+    let header_bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    let header_limit = request.app_data::<web::Data<HeaderLimit>>().map_or(usize::MAX, |l| l.0);
+    let refused = if header_bytes > header_limit {
+        Some(ApiError::new(
+            cardinal_card::wire::ProblemCode::HeadersTooLarge,
+            format!("the request headers exceed {header_limit} bytes"),
+        ))
+    } else {
+        let limited =
+            request.app_data::<web::Data<RateLimiter>>().and_then(|limiter| limiter.check_address(&request).err());
+        if limited.is_some()
+            && let Some(metrics) = request.app_data::<web::Data<Metrics>>()
+        {
+            metrics.rate_limited.with_label_values(&["address"]).inc();
+        }
+        limited
+    };
     let Some(error) = refused else {
         return next.call(request).await.map(ServiceResponse::map_into_left_body);
     };
-    if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
-        metrics.rate_limited.with_label_values(&["address"]).inc();
-    }
     let response = if request.path().starts_with("/card/v5") {
         VirgilError(error).error_response()
     } else {

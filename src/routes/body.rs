@@ -13,9 +13,14 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// The largest body accepted, in bytes.
+/// The largest body accepted, and how long a client may take to send it.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    /// Bytes.
+    pub bytes: usize,
+    /// Time from the handler's first read to the last byte.
+    pub timeout: std::time::Duration,
+}
 
 /// A request body read up to the limit.
 pub struct Body(Bytes);
@@ -42,7 +47,10 @@ impl FromRequest for Body {
     type Future = Pin<Box<dyn Future<Output = Result<Body, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<BodyLimit>>().map_or(64 * 1024, |l| l.0);
+        let config = req
+            .app_data::<web::Data<BodyLimit>>()
+            .map_or(BodyLimit { bytes: 64 * 1024, timeout: std::time::Duration::from_secs(10) }, |l| *l.get_ref());
+        let limit = config.bytes;
         let declared = req.headers().get(CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
         let mut payload = payload.take();
         Box::pin(async move {
@@ -51,15 +59,23 @@ impl FromRequest for Body {
                 Some(Some(length)) if length > limit as u64 => return Err(too_large(limit)),
                 _ => {}
             }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::invalid_request(format!("the body could not be read: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
+            // A client that sends its headers and then trickles its body would otherwise hold
+            // a connection and a worker slot for as long as it likes.
+            let read = async {
+                let mut body = BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk =
+                        chunk.map_err(|e| ApiError::invalid_request(format!("the body could not be read: {e}")))?;
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large(limit));
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(Body(body.freeze()))
+                Ok(Body(body.freeze()))
+            };
+            tokio::time::timeout(config.timeout, read).await.unwrap_or_else(|_| {
+                Err(ApiError::new(ProblemCode::RequestTimeout, "the request body was not received in time"))
+            })
         })
     }
 }

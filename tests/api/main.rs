@@ -10,6 +10,7 @@ mod compose;
 mod concurrency;
 mod durability;
 mod helpers;
+mod hostile;
 mod lifecycle;
 mod operations;
 mod rejections;

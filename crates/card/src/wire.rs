@@ -195,6 +195,8 @@ problem_codes! {
     ChainRevoked => "chain_revoked", "The card's chain is revoked";
     PreviousCardMismatch => "previous_card_mismatch", "The previous card belongs to another identity";
     PayloadTooLarge => "payload_too_large", "The request body is too large";
+    RequestTimeout => "request_timeout", "The request body was not received in time";
+    HeadersTooLarge => "headers_too_large", "The request headers are too large";
     RateLimited => "rate_limited", "Too many requests";
     Unavailable => "unavailable", "The service is temporarily unavailable";
     Internal => "internal", "Internal error";
