@@ -140,6 +140,15 @@ impl Card {
     }
 }
 
+/// How the identities of a lookup are counted against the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// As listed, duplicates included.
+    Listed,
+    /// Distinct identities only.
+    Distinct,
+}
+
 /// The directory of every app.
 pub struct Directory {
     store: Arc<dyn CardStore>,
@@ -290,12 +299,20 @@ impl Directory {
     }
 
     /// Validates and deduplicates the identities of a lookup.
+    ///
+    /// `Count::Listed` bounds the identities as listed, duplicates included (the native API:
+    /// the limit bounds the work a request can ask for); `Count::Distinct` bounds distinct ones
+    /// only (the Virgil surface, whose clients may repeat an identity).
     pub fn lookup_identities<'a>(
         &self,
         identities: impl IntoIterator<Item = &'a str>,
+        count: Count,
     ) -> Result<Vec<String>, DirectoryError> {
         let mut distinct = BTreeSet::new();
-        for identity in identities {
+        for (listed, identity) in identities.into_iter().enumerate() {
+            if count == Count::Listed && listed >= self.rules.identities_per_lookup {
+                return Err(DirectoryError::TooManyIdentities { max: self.rules.identities_per_lookup });
+            }
             let identity = Identity::parse_with_limit(identity, self.rules.format.max_identity_bytes)
                 .map_err(DirectoryError::InvalidIdentity)?;
             distinct.insert(identity.into_string());

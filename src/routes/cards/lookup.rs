@@ -8,7 +8,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use cardinal_card::wire::{LookupResponse, SearchRequest};
 
-use crate::directory::{Caller, Directory};
+use crate::directory::{Caller, Count, Directory};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes::body::Body;
@@ -36,8 +36,10 @@ pub async fn lookup_cards(
 ) -> Result<HttpResponse, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string())
         .map_err(|e| ApiError::invalid_request(format!("malformed query string: {e}")))?;
-    let identities = directory
-        .lookup_identities(pairs.iter().filter(|(key, _)| key == "identity").map(|(_, value)| value.as_str()))?;
+    let identities = directory.lookup_identities(
+        pairs.iter().filter(|(key, _)| key == "identity").map(|(_, value)| value.as_str()),
+        Count::Listed,
+    )?;
     let etag = directory.lookup_tag(&caller, &identities).await?;
     let not_modified = if_none_match(request.headers(), &etag);
     metrics.lookup("lookup", identities.len(), not_modified);
@@ -72,7 +74,7 @@ pub async fn search_cards(
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let request: SearchRequest = body.json()?;
-    let identities = directory.lookup_identities(request.identities.iter().map(String::as_str))?;
+    let identities = directory.lookup_identities(request.identities.iter().map(String::as_str), Count::Listed)?;
     metrics.lookup("search", identities.len(), false);
     let body = render(&directory, &caller, &identities).await?;
     Ok(HttpResponse::Ok()

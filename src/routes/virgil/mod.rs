@@ -8,7 +8,7 @@ use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use crate::directory::Directory;
+use crate::directory::{Count, Directory};
 use crate::error::{ApiError, VirgilError};
 use crate::metrics::Metrics;
 use extract::{VirgilBody, VirgilCaller};
@@ -85,7 +85,7 @@ async fn search_cards(
 ) -> Result<HttpResponse, VirgilError> {
     let request: SearchRequest = body.0.json()?;
     let wanted = request.identities.iter().chain(request.identity.as_ref()).map(String::as_str);
-    let identities = directory.lookup_identities(wanted)?;
+    let identities = directory.lookup_identities(wanted, Count::Distinct)?;
     metrics.lookup("virgil_search", identities.len(), false);
     let cards = directory.unrevoked_chains(&caller.0, &identities).await?;
     // The stored models are JSON already: join them, never re-encode.
