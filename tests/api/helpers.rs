@@ -12,6 +12,7 @@ use cardinal_server::startup::{Application, open_store};
 use cardinal_server::storage::{CardStore, CardsPerIdentity, KeyRole};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
+use std::io::BufRead;
 
 use crate::support::{Backend, TestDb};
 
@@ -29,6 +30,7 @@ static INIT: LazyLock<()> = LazyLock::new(|| {
 });
 
 pub struct TestApp {
+    pub backend: Backend,
     pub address: String,
     /// Kept so the database lives as long as the server.
     _db: TestDb,
@@ -47,11 +49,13 @@ pub struct Options {
     pub body_bytes: usize,
     /// Further settings, as (dotted key, value).
     pub settings: Vec<(&'static str, Value)>,
+    /// A database to use instead of a fresh one.
+    pub database: Option<TestDb>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { policy: CardsPerIdentity::Single, body_bytes: 65536, settings: Vec::new() }
+        Options { policy: CardsPerIdentity::Single, body_bytes: 65536, settings: Vec::new(), database: None }
     }
 }
 
@@ -61,7 +65,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     LazyLock::force(&INIT);
-    let db = TestDb::new(backend).await;
+    let db = match options.database {
+        Some(db) => db,
+        None => TestDb::new(backend).await,
+    };
     let mut figment = Settings::figment(None)
         .merge(("server.listen", "127.0.0.1:0"))
         .merge(("server.workers", 2))
@@ -84,6 +91,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         manage::add_key(store.as_ref(), APP, KeyRole::Admin, &admin_key.public_key(), None, "test").await.unwrap().kid;
     let (address, handle) = start(settings.clone()).await;
     TestApp {
+        backend,
         address,
         _db: db,
         client: reqwest::Client::new(),
@@ -130,6 +138,11 @@ pub fn rotation_of(identity: &str, previous: &CardId) -> NewCard {
 }
 
 impl TestApp {
+    /// The database URL, for tests that check rows directly.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -278,4 +291,65 @@ pub async fn assert_event_log_verifies(app: &TestApp) -> Vec<Value> {
     let seqs: Vec<i64> = all.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>(), "gap-free");
     all
+}
+
+/// A running `cardinal serve`, killed if the test ends first.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn_binary(dir: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cardinal"));
+    command.arg("serve").current_dir(dir).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CARDINAL_") || name == "DATABASE_URL" || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.env("CARDINAL_SERVER__LISTEN", "127.0.0.1:0");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = Running(command.spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the server starts");
+        let pretty = line
+            .split("port=")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse().ok());
+        let json = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|v| v["fields"]["port"].as_u64())
+            .and_then(|p| u16::try_from(p).ok());
+        if let Some(port) = pretty.or(json).filter(|_| line.contains("listening")) {
+            return (child, port, lines);
+        }
+    }
+}
+
+pub fn mint(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cardinal"));
+    command.args(args).current_dir(dir);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }

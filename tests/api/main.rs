@@ -14,6 +14,7 @@ mod hostile;
 mod lifecycle;
 mod operations;
 mod rejections;
+mod resilience;
 mod sdk;
 mod tokens;
 mod virgil;

@@ -2,16 +2,17 @@
 //! shutdown, JSON logs with request ids, and the container stack's configuration.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{APP, Options, assert_problem, new_card, now, rotation_of, spawn_app, spawn_app_with};
+use crate::helpers::{
+    APP, Options, assert_problem, mint, new_card, now, rotation_of, spawn_app, spawn_app_with, spawn_binary,
+};
 use crate::support::{Backend, TestDb};
 
 async fn the_openapi_document_lists_every_v1_route_and_validates(backend: Backend) {
@@ -230,65 +231,6 @@ async fn a_burst_over_the_limit_gets_429_with_retry_after_and_requests_under_it_
     let third = writer.publish("alice", &new_card("alice").raw).await;
     assert_problem(third, 429, "rate_limited").await;
     writer.published("bob", &new_card("bob")).await;
-}
-
-/// A running `cardinal serve`, killed if the test ends first.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_binary(dir: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, mpsc::Receiver<String>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cardinal"));
-    command.arg("serve").current_dir(dir).stdout(Stdio::null()).stderr(Stdio::piped());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("CARDINAL_") || name == "DATABASE_URL" || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command.env("CARDINAL_SERVER__LISTEN", "127.0.0.1:0");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = Running(command.spawn().unwrap());
-    let stderr = child.0.stderr.take().unwrap();
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the server starts");
-        let pretty = line
-            .split("port=")
-            .nth(1)
-            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|p| p.parse().ok());
-        let json = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|v| v["fields"]["port"].as_u64())
-            .and_then(|p| u16::try_from(p).ok());
-        if let Some(port) = pretty.or(json).filter(|_| line.contains("listening")) {
-            return (child, port, lines);
-        }
-    }
-}
-
-fn mint(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cardinal"));
-    command.args(args).current_dir(dir);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 async fn sigterm_lets_accepted_requests_finish_and_exits_0(backend: Backend) {

@@ -96,3 +96,83 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// A PostgreSQL cluster of the test's own, on a private port, that the test can stop and start
+/// (initdb and pg_ctl of the installed PostgreSQL, run as the postgres user).
+pub struct PgCluster {
+    pub dir: std::path::PathBuf,
+    pub port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl PgCluster {
+    fn as_postgres(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(self.bin.join(program)).args(args);
+        command.output().expect("runuser runs")
+    }
+
+    /// Creates and starts a cluster.
+    pub fn start_new() -> PgCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server binaries are installed under /usr/lib/postgresql")
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("initdb is installed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("cardinal-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(std::process::Command::new("chown").arg("postgres").arg(&dir).status().unwrap().success());
+        let cluster = PgCluster { dir, port, bin };
+        let data = cluster.dir.join("data");
+        let out = cluster
+            .as_postgres("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"]);
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        cluster.start();
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn start(&self) {
+        let data = self.dir.join("data");
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
+        let log = self.dir.join("log");
+        let out = self.as_postgres(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"],
+        );
+        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        let out = self.as_postgres("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = self.as_postgres("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl TestDb {
+    /// A database someone else owns (a [`PgCluster`]): nothing is dropped.
+    pub fn external(url: String) -> TestDb {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        TestDb {
+            backend: Backend::Postgres,
+            url,
+            pg_name: None,
+            _dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+}
