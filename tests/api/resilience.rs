@@ -64,7 +64,8 @@ async fn assert_cards_and_events_agree(backend: Backend, url: &str) {
         }
     };
     let rows = text_rows(backend, url, sql).await;
-    let mut by_app: BTreeMap<&str, Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    type Stored = (Vec<u8>, Vec<u8>, Vec<u8>);
+    let mut by_app: BTreeMap<&str, Vec<Stored>> = BTreeMap::new();
     for row in &rows {
         by_app.entry(&row[0]).or_default().push((
             row[1].clone().into_bytes(),
