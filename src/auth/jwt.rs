@@ -69,3 +69,44 @@ pub fn mint_eddsa(key: &SigningKey, kid: &str, claims: &Claims) -> Result<String
     let encoding = EncodingKey::from_ed_der(&key.to_pkcs8_der());
     jsonwebtoken::encode(&header, claims, &encoding)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::KeyRole;
+
+    fn key(public_key: Vec<u8>) -> ApiKeyRecord {
+        ApiKeyRecord {
+            kid: "k".into(),
+            app_id: "a".into(),
+            role: KeyRole::App,
+            public_key,
+            created_at: 0,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn short_or_invalid_registered_keys_are_errors_not_panics() {
+        // jsonwebtoken's rust_crypto backend panics on a short EdDSA key; keys are parsed first.
+        let signer = SigningKey::from_seed(&[3u8; 32]);
+        let claims = Claims { iss: "a".into(), sub: "alice".into(), iat: 1, exp: 2, nbf: None };
+        let token = mint_eddsa(&signer, "k", &claims).unwrap();
+        for bytes in [vec![], vec![1u8; 16], vec![1u8; 31], vec![1u8; 33]] {
+            assert_eq!(verify_eddsa(&token, &key(bytes)).unwrap_err().code, ProblemCode::TokenInvalid);
+        }
+        assert_eq!(verify_eddsa(&token, &key(signer.public_key().raw_bytes().to_vec())).unwrap(), claims);
+    }
+
+    #[test]
+    fn only_eddsa_headers_name_a_key() {
+        assert!(eddsa_kid("").is_err());
+        let hs256 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({}),
+            &EncodingKey::from_secret(b"s"),
+        )
+        .unwrap();
+        assert!(eddsa_kid(&hs256).is_err());
+    }
+}

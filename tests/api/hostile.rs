@@ -134,7 +134,7 @@ async fn slow_clients_are_cut_off_while_others_are_served(backend: Backend) {
     assert_eq!(response.status(), StatusCode::CREATED);
     let lookup = app.lookup(&app.user_token("carol"), &["bob"], None).await;
     assert_eq!(lookup.status(), StatusCode::OK);
-    assert!(started.elapsed() < Duration::from_secs(2), "served in {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "served in {:?}", started.elapsed());
 
     // The stalled ones are cut off: heads by closing, bodies with 408.
     let deadline = Instant::now() + Duration::from_secs(5);
