@@ -108,7 +108,7 @@ async fn seed_identity(store: &dyn CardStore, service: &SigningKey, n: usize) ->
             &[event(EventKind::CardPublished, &card.id, &identity)],
         )
         .await?;
-    if n % 10 == 0 {
+    if n.is_multiple_of(10) {
         let (_, next) = signed(&identity, Some(&root.id), service)?;
         let placement = Placement::Successor { chain_id: card.id.clone(), previous_card_id: card.id.clone() };
         store
