@@ -172,6 +172,22 @@ macro_rules! impl_card_store {
                 Ok(())
             }
 
+            /// Runs a card query over `app_id` (`$1`) and a list of identities (`$2`).
+            async fn cards_of_identities(
+                &self,
+                sql: &'static str,
+                app_id: &str,
+                identities: &[String],
+            ) -> Result<Vec<$crate::storage::CardRecord>, $crate::storage::StorageError> {
+                let rows = sqlx::query(sql)
+                    .bind(app_id)
+                    .bind($bind_list(identities))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                rows.iter().map(Self::card_from_row).collect::<Result<_, _>>().map_err(Self::error)
+            }
+
             fn card_from_row(
                 row: &<$db as sqlx::Database>::Row,
             ) -> Result<$crate::storage::CardRecord, sqlx::Error> {
@@ -460,20 +476,19 @@ macro_rules! impl_card_store {
                 app_id: &str,
                 identities: &[String],
             ) -> Result<Vec<$crate::storage::CardRecord>, $crate::storage::StorageError> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    $crate::storage::sql::card_columns!(),
-                    " WHERE c.app_id = $1 AND c.identity ",
-                    $in_identities,
-                    " AND c.superseded_by IS NULL AND ch.revoked_at IS NULL \
-                     ORDER BY c.identity, c.created_at DESC, c.published_at DESC, c.id"
-                ))
-                .bind(app_id)
-                .bind($bind_list(identities))
-                .fetch_all(&self.pool)
+                self.cards_of_identities(
+                    concat!(
+                        "SELECT ",
+                        $crate::storage::sql::card_columns!(),
+                        " WHERE c.app_id = $1 AND c.identity ",
+                        $in_identities,
+                        " AND c.superseded_by IS NULL AND ch.revoked_at IS NULL \
+                         ORDER BY c.identity, c.created_at DESC, c.published_at DESC, c.id"
+                    ),
+                    app_id,
+                    identities,
+                )
                 .await
-                .map_err(Self::error)?;
-                rows.iter().map(Self::card_from_row).collect::<Result<_, _>>().map_err(Self::error)
             }
 
             async fn find_unrevoked_chain_cards(
@@ -481,20 +496,19 @@ macro_rules! impl_card_store {
                 app_id: &str,
                 identities: &[String],
             ) -> Result<Vec<$crate::storage::CardRecord>, $crate::storage::StorageError> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    $crate::storage::sql::card_columns!(),
-                    " WHERE c.app_id = $1 AND c.identity ",
-                    $in_identities,
-                    " AND ch.revoked_at IS NULL \
-                     ORDER BY c.identity, c.created_at DESC, c.published_at DESC, c.id"
-                ))
-                .bind(app_id)
-                .bind($bind_list(identities))
-                .fetch_all(&self.pool)
+                self.cards_of_identities(
+                    concat!(
+                        "SELECT ",
+                        $crate::storage::sql::card_columns!(),
+                        " WHERE c.app_id = $1 AND c.identity ",
+                        $in_identities,
+                        " AND ch.revoked_at IS NULL \
+                         ORDER BY c.identity, c.created_at DESC, c.published_at DESC, c.id"
+                    ),
+                    app_id,
+                    identities,
+                )
                 .await
-                .map_err(Self::error)?;
-                rows.iter().map(Self::card_from_row).collect::<Result<_, _>>().map_err(Self::error)
             }
 
             async fn identity_versions(
