@@ -138,6 +138,11 @@ pub struct AuthSettings {
     pub max_token_lifetime_secs: i64,
     /// Tolerated skew.
     pub clock_skew_secs: i64,
+    /// How long API keys and verified tokens are remembered; a key revocation takes effect
+    /// within this window. Zero reads the key on every request.
+    pub credential_cache_ms: u64,
+    /// Most verified tokens remembered.
+    pub credential_cache_tokens: u64,
 }
 
 /// `[limits]`

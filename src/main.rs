@@ -99,7 +99,7 @@ enum KeyCommand {
         #[arg(long)]
         app: Option<String>,
     },
-    /// Revoke a key; tokens it signed stop working at once. Example: cardinal key revoke KID
+    /// Revoke a key; tokens it signed stop working within auth.credential_cache_ms (default 1 s). Example: cardinal key revoke KID
     Revoke { kid: String },
 }
 

@@ -15,7 +15,7 @@ use actix_web_prom::PrometheusMetricsBuilder;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
-use crate::auth::{Authenticator, TokenPolicy};
+use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
 use crate::config::{CorsSettings, Settings};
 use crate::directory::{Directory, Rules};
 use crate::error::{ApiError, VirgilError};
@@ -76,7 +76,14 @@ impl Application {
             max_token_bytes: settings.limits.token_max_bytes,
         };
         let directory = web::Data::new(Directory::new(store.clone(), service_key, rules));
-        let authenticator = web::Data::new(Authenticator::new(store.clone(), policy));
+        let authenticator = web::Data::new(Authenticator::new(
+            store.clone(),
+            policy,
+            CacheSettings {
+                window: Duration::from_millis(settings.auth.credential_cache_ms),
+                max_tokens: settings.auth.credential_cache_tokens,
+            },
+        ));
         let header_limit = web::Data::new(HeaderLimit(settings.limits.header_bytes));
         let body_limit = web::Data::new(BodyLimit {
             bytes: settings.limits.body_bytes,

@@ -4,10 +4,12 @@
 //! revoked keys and keys of another app than the issuer, cap the lifetime and allow a small,
 //! configured clock skew.
 
+mod cache;
 mod extractor;
 pub mod jwt;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cardinal_card::virgil_jwt::VirgilJwt;
 use cardinal_card::wire::ProblemCode;
@@ -16,11 +18,22 @@ use cardinal_card::{Identity, PublicKey};
 use crate::directory::Caller;
 use crate::error::ApiError;
 use crate::storage::{ApiKeyRecord, CardStore};
+use cache::{CredentialCache, VerifiedToken};
 
 /// Verifies tokens against the registered API keys.
 pub struct Authenticator {
     store: Arc<dyn CardStore>,
     policy: TokenPolicy,
+    cache: Option<CredentialCache>,
+}
+
+/// How long keys and verified tokens are remembered (zero: not at all), and how many tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// The window within which a key revocation takes effect.
+    pub window: Duration,
+    /// Most tokens remembered.
+    pub max_tokens: u64,
 }
 
 /// What a token's times must satisfy, and how big it may be.
@@ -71,8 +84,8 @@ impl TokenPolicy {
 
 impl Authenticator {
     /// An authenticator over the store's keys.
-    pub fn new(store: Arc<dyn CardStore>, policy: TokenPolicy) -> Self {
-        Authenticator { store, policy }
+    pub fn new(store: Arc<dyn CardStore>, policy: TokenPolicy, cache: CacheSettings) -> Self {
+        Authenticator { store, policy, cache: CredentialCache::new(cache.window, cache.max_tokens) }
     }
 
     /// Authenticates an `Authorization` header value.
@@ -82,10 +95,24 @@ impl Authenticator {
         if value.len() > self.policy.max_token_bytes {
             return Err(invalid("the Authorization header is too long"));
         }
+        let now = chrono::Utc::now().timestamp();
+        let Some(cache) = &self.cache else {
+            return Ok(self.verify(value, now).await?.caller);
+        };
+        let digest = CredentialCache::token_digest(value);
+        if let Some(known) = cache.token(&digest) {
+            self.policy.check_times(known.times, now)?;
+            return Ok(known.caller);
+        }
+        let verified = self.verify(value, now).await?;
+        cache.remember_token(digest, verified.clone());
+        Ok(verified.caller)
+    }
+
+    async fn verify(&self, value: &[u8], now: i64) -> Result<VerifiedToken, ApiError> {
         let value = std::str::from_utf8(value).map_err(|_| invalid("the Authorization header is not ASCII"))?;
         let (scheme, token) = value.split_once(' ').ok_or_else(|| invalid("use 'Bearer <jwt>' or 'Virgil <jwt>'"))?;
         let token = token.trim();
-        let now = chrono::Utc::now().timestamp();
         if scheme.eq_ignore_ascii_case("bearer") {
             self.authenticate_bearer(token, now).await
         } else if scheme.eq_ignore_ascii_case("virgil") {
@@ -95,7 +122,7 @@ impl Authenticator {
         }
     }
 
-    async fn authenticate_bearer(&self, token: &str, now: i64) -> Result<Caller, ApiError> {
+    async fn authenticate_bearer(&self, token: &str, now: i64) -> Result<VerifiedToken, ApiError> {
         let kid = jwt::eddsa_kid(token)?;
         let key = self.usable_key(&kid).await?;
         let claims = jwt::verify_eddsa(token, &key)?;
@@ -108,7 +135,7 @@ impl Authenticator {
         )
     }
 
-    async fn authenticate_virgil(&self, token: &str, now: i64) -> Result<Caller, ApiError> {
+    async fn authenticate_virgil(&self, token: &str, now: i64) -> Result<VerifiedToken, ApiError> {
         let jwt = VirgilJwt::parse(token).map_err(|e| invalid(e.to_string()))?;
         let key = self.usable_key(&jwt.header.kid).await?;
         let public = PublicKey::from_bytes(&key.public_key).map_err(|_| invalid("the API key is unusable"))?;
@@ -120,7 +147,17 @@ impl Authenticator {
     }
 
     async fn usable_key(&self, kid: &str) -> Result<ApiKeyRecord, ApiError> {
-        let key = self.store.find_api_key(kid).await?.ok_or_else(|| invalid("unknown key id"))?;
+        let cached = self.cache.as_ref().and_then(|cache| cache.key(kid));
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                let key = self.store.find_api_key(kid).await?.ok_or_else(|| invalid("unknown key id"))?;
+                if let Some(cache) = &self.cache {
+                    cache.remember_key(key.clone());
+                }
+                key
+            }
+        };
         if key.revoked_at.is_some() {
             return Err(invalid("the key that signed this token is revoked"));
         }
@@ -134,13 +171,14 @@ impl Authenticator {
         subject: &str,
         times: TokenTimes,
         now: i64,
-    ) -> Result<Caller, ApiError> {
+    ) -> Result<VerifiedToken, ApiError> {
         if issuer != key.app_id {
             return Err(invalid("the token's issuer is not the key's app"));
         }
         self.policy.check_times(times, now)?;
         let subject = Identity::parse(subject).map_err(|e| invalid(format!("sub: {e}")))?;
-        Ok(Caller { app_id: key.app_id, subject: subject.into_string(), role: key.role, kid: key.kid })
+        let caller = Caller { app_id: key.app_id, subject: subject.into_string(), role: key.role, kid: key.kid };
+        Ok(VerifiedToken { caller, times })
     }
 }
 

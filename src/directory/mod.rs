@@ -342,13 +342,18 @@ impl Directory {
         identities: &[String],
     ) -> Result<BTreeMap<String, Vec<Card>>, DirectoryError> {
         let records = self.store.find_active_cards(&caller.app_id, identities).await?;
-        let mut found: BTreeMap<String, Vec<Card>> = identities.iter().map(|i| (i.clone(), Vec::new())).collect();
-        for record in records {
-            if let Some(cards) = found.get_mut(&record.identity) {
-                cards.push(Card { record });
-            }
-        }
-        Ok(found)
+        Ok(group_by_identity(identities, records))
+    }
+
+    /// The lookup and its ETag, read in one statement (one snapshot, one round trip).
+    pub async fn lookup_tagged(
+        &self,
+        caller: &Caller,
+        identities: &[String],
+    ) -> Result<(String, BTreeMap<String, Vec<Card>>), DirectoryError> {
+        let read = self.store.lookup_active(&caller.app_id, identities).await?;
+        let tag = lookup_etag(&caller.app_id, identities, &read.versions);
+        Ok((tag, group_by_identity(identities, read.cards)))
     }
 
     /// Every card of every unrevoked chain of these identities, superseded ones included: Virgil
@@ -440,6 +445,17 @@ impl Directory {
         }
         Ok(self.store.list_events(&caller.app_id, after, limit).await?)
     }
+}
+
+/// Every requested identity is a key, with its cards in the order the store gave them.
+fn group_by_identity(identities: &[String], records: Vec<CardRecord>) -> BTreeMap<String, Vec<Card>> {
+    let mut found: BTreeMap<String, Vec<Card>> = identities.iter().map(|i| (i.clone(), Vec::new())).collect();
+    for record in records {
+        if let Some(cards) = found.get_mut(&record.identity) {
+            cards.push(Card { record });
+        }
+    }
+    found
 }
 
 fn publish_events(caller: &Caller, card: &NewCard, placement: &Placement, at_ms: i64) -> Vec<EventDraft> {

@@ -255,6 +255,16 @@ pub struct Revocation {
     pub by: String,
 }
 
+/// What a lookup reads: every requested identity that ever changed with its counter, in
+/// identity order, and the active cards, ordered as `find_active_cards` orders them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActiveLookup {
+    /// (identity, version); identities never changed are absent.
+    pub versions: Vec<(String, i64)>,
+    /// The active cards.
+    pub cards: Vec<CardRecord>,
+}
+
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRow {
@@ -326,6 +336,10 @@ pub trait CardStore: Send + Sync + 'static {
 
     /// The change counters of these identities; identities never changed are absent.
     async fn identity_versions(&self, app_id: &str, identities: &[String]) -> Result<Vec<(String, i64)>, StorageError>;
+
+    /// The change counters of these identities and the newest card of each of their unrevoked
+    /// chains (as `find_active_cards`), read together in one statement.
+    async fn lookup_active(&self, app_id: &str, identities: &[String]) -> Result<ActiveLookup, StorageError>;
 
     /// Revokes a chain; `Ok(false)` if it already was.
     async fn revoke_chain(

@@ -532,6 +532,56 @@ macro_rules! impl_card_store {
                     .map_err(Self::error)
             }
 
+            async fn lookup_active(
+                &self,
+                app_id: &str,
+                identities: &[String],
+            ) -> Result<$crate::storage::ActiveLookup, $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                // One statement, so the versions (the ETag) and the cards come from one snapshot.
+                // An identity without a version row has never had a card.
+                let rows = sqlx::query(concat!(
+                    "SELECT v.identity, v.version, c.id, c.chain_id, c.previous_card_id, c.created_at, \
+                     c.published_at, c.public_key, c.raw \
+                     FROM identity_versions v LEFT JOIN (cards c JOIN chains ch \
+                       ON ch.app_id = c.app_id AND ch.id = c.chain_id AND ch.revoked_at IS NULL) \
+                     ON c.app_id = v.app_id AND c.identity = v.identity AND c.superseded_by IS NULL \
+                     WHERE v.app_id = $1 AND v.identity ",
+                    $in_identities,
+                    " ORDER BY v.identity, c.created_at DESC, c.published_at DESC, c.id"
+                ))
+                .bind(app_id)
+                .bind($bind_list(identities))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::error)?;
+                let mut found = $crate::storage::ActiveLookup::default();
+                for row in &rows {
+                    let identity: String = row.try_get(0).map_err(Self::error)?;
+                    let version: i64 = row.try_get(1).map_err(Self::error)?;
+                    if found.versions.last().is_none_or(|(last, _)| *last != identity) {
+                        found.versions.push((identity.clone(), version));
+                    }
+                    let id: Option<String> = row.try_get(2).map_err(Self::error)?;
+                    let Some(id) = id else { continue };
+                    found.cards.push($crate::storage::CardRecord {
+                        id,
+                        identity,
+                        chain_id: row.try_get(3).map_err(Self::error)?,
+                        previous_card_id: row.try_get(4).map_err(Self::error)?,
+                        superseded_by: None,
+                        created_at: row.try_get(5).map_err(Self::error)?,
+                        published_at: row.try_get(6).map_err(Self::error)?,
+                        public_key: row.try_get(7).map_err(Self::error)?,
+                        raw: row.try_get(8).map_err(Self::error)?,
+                        revoked_at: None,
+                        revocation_reason: None,
+                        revoked_by: None,
+                    });
+                }
+                Ok(found)
+            }
+
             async fn revoke_chain(
                 &self,
                 app_id: &str,

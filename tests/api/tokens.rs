@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{APP, TestApp, assert_problem, new_card, now, spawn_app};
+use crate::helpers::{APP, Options, TestApp, assert_problem, new_card, now, spawn_app, spawn_app_with};
 use crate::support::Backend;
 
 async fn lookup_with(app: &TestApp, authorization: Option<&str>) -> reqwest::Response {
@@ -157,7 +157,54 @@ async fn a_card_for_another_identity_than_the_token_is_forbidden(backend: Backen
     assert_problem(response, 403, "identity_mismatch").await;
 }
 
+/// Keys and verified tokens are remembered for `auth.credential_cache_ms`: a revocation takes
+/// effect within that window, for tokens already seen and for new ones; with a zero window, at once.
+async fn a_revoked_key_stops_working_within_the_credential_window(backend: Backend) {
+    let window_ms = 400;
+    let app = spawn_app_with(
+        backend,
+        Options { settings: vec![("auth.credential_cache_ms", json!(window_ms))], ..Options::default() },
+    )
+    .await;
+    let seen = format!("Bearer {}", app.user_token("alice"));
+    assert_eq!(lookup_with(&app, Some(&seen)).await.status(), StatusCode::OK);
+    cardinal_server::manage::revoke_key(app.store.as_ref(), &app.app_kid, "test").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(window_ms + 300)).await;
+    assert_problem(lookup_with(&app, Some(&seen)).await, 401, "token_invalid").await;
+    let fresh = format!("Bearer {}", app.user_token("bob"));
+    assert_problem(lookup_with(&app, Some(&fresh)).await, 401, "token_invalid").await;
+
+    let app = spawn_app_with(
+        backend,
+        Options { settings: vec![("auth.credential_cache_ms", json!(0))], ..Options::default() },
+    )
+    .await;
+    let seen = format!("Bearer {}", app.user_token("alice"));
+    assert_eq!(lookup_with(&app, Some(&seen)).await.status(), StatusCode::OK);
+    cardinal_server::manage::revoke_key(app.store.as_ref(), &app.app_kid, "test").await.unwrap();
+    assert_problem(lookup_with(&app, Some(&seen)).await, 401, "token_invalid").await;
+}
+
+/// A remembered token is still refused once it expires.
+async fn a_remembered_token_expires_on_time(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: vec![("auth.credential_cache_ms", json!(60_000)), ("auth.clock_skew_secs", json!(0))],
+            ..Options::default()
+        },
+    )
+    .await;
+    let t = now();
+    let short = format!("Bearer {}", app.token_with(&app.app_key, &app.app_kid, APP, "alice", t - 10, t + 2));
+    assert_eq!(lookup_with(&app, Some(&short)).await.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_problem(lookup_with(&app, Some(&short)).await, 401, "token_expired").await;
+}
+
 crate::on_both_backends!(
+    a_revoked_key_stops_working_within_the_credential_window,
+    a_remembered_token_expires_on_time,
     bearer_tokens_are_refused_for_every_flaw,
     both_schemes_are_accepted_for_publish_and_lookup,
     a_card_for_another_identity_than_the_token_is_forbidden,

@@ -240,6 +240,37 @@ async fn every_change_bumps_the_identity_version(backend: Backend) {
     );
 }
 
+/// The one-statement lookup agrees with the counters and the active cards read separately:
+/// superseded cards and revoked chains are left out, identities never changed are absent,
+/// an identity whose only chain is revoked keeps its counter, and other apps are invisible.
+async fn a_lookup_reads_the_counters_and_the_active_cards_together(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    app(store.as_ref(), "a").await;
+    app(store.as_ref(), "b").await;
+    publish_root(store.as_ref(), "a", &hex_id(1), "alice", false).await.unwrap();
+    rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(2)).await.unwrap();
+    publish_root(store.as_ref(), "a", &hex_id(3), "alice", false).await.unwrap();
+    publish_root(store.as_ref(), "a", &hex_id(4), "bob", true).await.unwrap();
+    let revocation = Revocation { at: 10, reason: None, by: "x".into() };
+    store.revoke_chain("a", &hex_id(4), "bob", &revocation, draft(EventKind::ChainRevoked, None)).await.unwrap();
+    publish_root(store.as_ref(), "b", &hex_id(5), "carol", true).await.unwrap();
+
+    let ids: Vec<String> = ["alice", "bob", "carol", "dave"].iter().map(|s| (*s).to_owned()).collect();
+    let read = store.lookup_active("a", &ids).await.unwrap();
+    let mut versions = read.versions.clone();
+    versions.sort();
+    let mut counted = store.identity_versions("a", &ids).await.unwrap();
+    counted.sort();
+    assert_eq!(versions, counted);
+    assert_eq!(versions, vec![("alice".to_owned(), 3), ("bob".to_owned(), 2)]);
+    let separately = store.find_active_cards("a", &ids).await.unwrap();
+    assert_eq!(read.cards, separately);
+    let mut active: Vec<String> = read.cards.iter().map(|c| c.id.clone()).collect();
+    active.sort();
+    assert_eq!(active, vec![hex_id(2), hex_id(3)]);
+    assert_eq!(store.lookup_active("a", &["dave".to_owned()]).await.unwrap(), Default::default());
+}
+
 async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
     let (_db, store) = store(backend).await;
     app(store.as_ref(), "a").await;
@@ -283,5 +314,6 @@ on_both_backends!(
     exclusive_chains_allow_one_live_chain_per_identity,
     rotation_moves_the_head_once_and_never_into_a_revoked_chain,
     every_change_bumps_the_identity_version,
+    a_lookup_reads_the_counters_and_the_active_cards_together,
     events_are_gap_free_hash_chained_and_paged,
 );
