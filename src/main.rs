@@ -11,6 +11,11 @@ use cardinal_server::config::Settings;
 use cardinal_server::startup::{Application, open_store};
 use cardinal_server::storage::{CardsPerIdentity, KeyRole};
 use cardinal_server::{manage, telemetry};
+
+// A lookup allocates many short-lived strings across worker threads; glibc's allocator spent a
+// fifth of the CPU of a batch lookup in malloc/free (see BENCHMARKS.md), mimalloc far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Cardinal: a self-hosted public-key directory (cards service).

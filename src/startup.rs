@@ -52,6 +52,9 @@ impl Application {
         let store = open_store(&settings).await?;
         let service_key = manage::load_service_key(&settings.service)?;
         manage::bootstrap(store.as_ref(), &settings).await?;
+        // Events a crash left queued (committed changes whose round never ran) go into the log
+        // before anything is served.
+        sweep_event_queue(store.as_ref()).await;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         Self::serve(settings, store, service_key, listener)
@@ -167,11 +170,16 @@ impl Application {
             (None, None)
         };
 
+        let queue = store.clone();
         let housekeeping = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
+            let mut forget = tokio::time::interval(Duration::from_secs(60));
+            let mut sweep = tokio::time::interval(QUEUE_SWEEP);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                every.tick().await;
-                limiter.forget_idle_keys();
+                tokio::select! {
+                    _ = forget.tick() => limiter.forget_idle_keys(),
+                    _ = sweep.tick() => sweep_event_queue(queue.as_ref()).await,
+                }
             }
         });
         tracing::info!(port, backend = ?store.backend(), "listening");
@@ -209,6 +217,19 @@ impl Application {
         self.store.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// How often queued events are looked for. Every write sequences its own events before it is
+/// answered, so the queue holds events only after a failed round (the database went away
+/// between a commit and its round) or in another process's crash.
+const QUEUE_SWEEP: Duration = Duration::from_secs(1);
+
+async fn sweep_event_queue(store: &dyn CardStore) {
+    match store.sequence_queued().await {
+        Ok(0) => {}
+        Ok(moved) => tracing::info!(moved, "sequenced queued events"),
+        Err(error) => tracing::warn!(%error, "queued events could not be sequenced yet"),
     }
 }
 

@@ -1,5 +1,7 @@
 //! Lookup ETags, derived from per-identity change counters.
 
+use std::collections::HashMap;
+
 use sha2::{Digest, Sha256};
 
 /// The strong ETag of a lookup of `identities` (sorted, distinct) given their counters.
@@ -8,11 +10,13 @@ use sha2::{Digest, Sha256};
 /// different batches, or one batch before and after any change, never share a tag. The app is
 /// hashed too, so a tag cannot be replayed across apps.
 pub fn lookup_etag(app_id: &str, identities: &[String], versions: &[(String, i64)]) -> String {
+    let versions: HashMap<&str, i64> =
+        versions.iter().map(|(identity, version)| (identity.as_str(), *version)).collect();
     let mut hasher = Sha256::new();
     hasher.update((app_id.len() as u64).to_be_bytes());
     hasher.update(app_id.as_bytes());
     for identity in identities {
-        let version = versions.iter().find(|(i, _)| i == identity).map_or(0, |(_, v)| *v);
+        let version = versions.get(identity.as_str()).copied().unwrap_or(0);
         hasher.update((identity.len() as u64).to_be_bytes());
         hasher.update(identity.as_bytes());
         hasher.update(version.to_be_bytes());

@@ -4,8 +4,8 @@
 
 mod etag;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use cardinal_card::card::countersign;
 use cardinal_card::log::EventKind;
@@ -154,6 +154,9 @@ pub struct Directory {
     store: Arc<dyn CardStore>,
     service_key: SigningKey,
     rules: Rules,
+    /// Each app's chain policy. It is fixed when the app is created and apps are never
+    /// deleted, so a copy never goes stale; it saves a read per root publish.
+    policies: RwLock<HashMap<String, CardsPerIdentity>>,
 }
 
 fn now() -> chrono::DateTime<chrono::Utc> {
@@ -163,7 +166,17 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 impl Directory {
     /// The directory over a store, countersigning with `service_key`.
     pub fn new(store: Arc<dyn CardStore>, service_key: SigningKey, rules: Rules) -> Self {
-        Directory { store, service_key, rules }
+        Directory { store, service_key, rules, policies: RwLock::default() }
+    }
+
+    async fn policy(&self, app_id: &str) -> Result<CardsPerIdentity, DirectoryError> {
+        let known = self.policies.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(app_id).copied();
+        if let Some(policy) = known {
+            return Ok(policy);
+        }
+        let app = self.store.find_app(app_id).await?.ok_or(DirectoryError::Forbidden("unknown app"))?;
+        self.policies.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(app.id, app.cards_per_identity);
+        Ok(app.cards_per_identity)
     }
 
     /// The store, for health checks.
@@ -190,10 +203,7 @@ impl Directory {
         }
         let placement = match &parsed.content.previous_card_id {
             Some(previous) => self.successor_placement(caller, identity, previous).await?,
-            None => {
-                let app = self.store.find_app(&caller.app_id).await?.ok_or(DirectoryError::Forbidden("unknown app"))?;
-                Placement::Root { exclusive: app.cards_per_identity == CardsPerIdentity::Single }
-            }
+            None => Placement::Root { exclusive: self.policy(&caller.app_id).await? == CardsPerIdentity::Single },
         };
 
         let at = now();

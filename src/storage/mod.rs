@@ -3,6 +3,7 @@
 
 mod migrate;
 mod postgres;
+mod sequencer;
 mod sql;
 mod sqlite;
 
@@ -279,7 +280,8 @@ pub struct EventRow {
 }
 
 /// The directory's storage. Every write that changes cards bumps the identity's version and
-/// appends its events in the same transaction.
+/// queues its events in the same transaction; a write returns once its events are sequenced
+/// into the log (see `sequencer`), or, if that round failed, with them still queued.
 #[async_trait]
 pub trait CardStore: Send + Sync + 'static {
     /// Which database this is.
@@ -353,6 +355,10 @@ pub trait CardStore: Send + Sync + 'static {
 
     /// Events after `after`, oldest first, at most `limit`.
     async fn list_events(&self, app_id: &str, after: i64, limit: i64) -> Result<Vec<EventRow>, StorageError>;
+
+    /// Sequences every queued event of every app: what a crash between a write's commit and its
+    /// round, or a round that failed, left behind. Returns how many it moved.
+    async fn sequence_queued(&self) -> Result<usize, StorageError>;
 
     /// The connection pool's state, for metrics.
     fn pool_stats(&self) -> PoolStats;

@@ -6,6 +6,9 @@ use sqlx::PgPool;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use std::sync::Arc;
+
+use super::sequencer::Gates;
 use super::sql::impl_card_store;
 use super::{Backend, PoolSettings, StorageError};
 
@@ -13,6 +16,7 @@ use super::{Backend, PoolSettings, StorageError};
 #[derive(Debug, Clone)]
 pub struct PgCardStore {
     pool: PgPool,
+    gates: Arc<Gates>,
 }
 
 impl PgCardStore {
@@ -25,7 +29,7 @@ impl PgCardStore {
             .min_connections(settings.min_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(PgCardStore { pool })
+        Ok(PgCardStore { pool, gates: Arc::default() })
     }
 
     /// The pool, for tests and tools that need raw SQL.
@@ -48,6 +52,7 @@ impl_card_store! {
     db = sqlx::Postgres,
     backend = Backend::Postgres,
     begin = "BEGIN",
+    lock_row = " FOR UPDATE",
     in_identities = "= ANY($2)",
     bind_list = identity_list,
     constraint_of = constraint_of,

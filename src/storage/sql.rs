@@ -95,6 +95,7 @@ macro_rules! impl_card_store {
         db = $db:ty,
         backend = $backend:expr,
         begin = $begin:literal,
+        lock_row = $lock_row:literal,
         in_identities = $in_identities:literal,
         bind_list = $bind_list:path,
         constraint_of = $constraint_of:path,
@@ -111,48 +112,131 @@ macro_rules! impl_card_store {
                 self.pool.begin_with($begin).await.map_err(Self::error)
             }
 
-            /// Appends events at the app's log head. Called last in every write transaction:
-            /// the app row stays locked from here to commit, so keep what follows short.
-            async fn append_events(
+            /// Queues events in the write's transaction; [`Self::sequenced`] numbers them after
+            /// the commit.
+            async fn enqueue_events(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 app_id: &str,
                 events: &[$crate::storage::EventDraft],
             ) -> Result<(), $crate::storage::StorageError> {
-                use sqlx::Row as _;
                 for draft in events {
-                    let row = sqlx::query(
-                        "UPDATE apps SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq, event_head",
-                    )
-                    .bind(app_id)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(Self::error)?
-                    .ok_or($crate::storage::StorageError::NotFound)?;
-                    let seq: i64 = row.try_get(0).map_err(Self::error)?;
-                    let head: Vec<u8> = row.try_get(1).map_err(Self::error)?;
-                    let (body, hash) = $crate::storage::sql::seal(app_id, seq, &head, draft)?;
-                    sqlx::query("UPDATE apps SET event_head = $2 WHERE id = $1")
-                        .bind(app_id)
-                        .bind(&hash[..])
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(Self::error)?;
+                    let detail = serde_json::to_string(&draft.detail)
+                        .map_err(|e| $crate::storage::StorageError::Other(e.to_string()))?;
                     sqlx::query(
-                        "INSERT INTO events (app_id, seq, kind, card_id, body, prev_hash, hash) \
+                        "INSERT INTO pending_events (app_id, kind, at_ms, card_id, identity, actor, detail) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(app_id)
-                    .bind(seq)
                     .bind(draft.kind.as_str())
+                    .bind(draft.at_ms)
                     .bind(draft.card_id.as_deref())
-                    .bind(body)
-                    .bind(head)
-                    .bind(&hash[..])
+                    .bind(draft.identity.as_deref())
+                    .bind(&draft.actor)
+                    .bind(detail)
                     .execute(&mut **tx)
                     .await
                     .map_err(Self::error)?;
                 }
                 Ok(())
+            }
+
+            /// After a write committed: waits until its events are in the log. If the round
+            /// fails, the write stands (it committed) and its events stay queued for the next
+            /// round, which any later write or the periodic sweep runs.
+            async fn sequenced(&self, app_id: &str) {
+                if let Err(error) = self.gates.flush(app_id, self.drain_queue(app_id)).await {
+                    tracing::warn!(app = app_id, %error, "events stay queued; the next round sequences them");
+                }
+            }
+
+            /// Sequences the app's queue until it is empty.
+            async fn drain_queue(&self, app_id: &str) -> Result<usize, $crate::storage::StorageError> {
+                let mut total = 0;
+                loop {
+                    let moved = self.sequence_batch(app_id).await?;
+                    total += moved;
+                    if (moved as i64) < $crate::storage::sequencer::BATCH {
+                        return Ok(total);
+                    }
+                }
+            }
+
+            /// One transaction: the oldest queued events of the app get the next numbers and
+            /// hashes, move to `events`, and the app's head advances.
+            async fn sequence_batch(&self, app_id: &str) -> Result<usize, $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                use $crate::storage::StorageError;
+                let mut tx = self.begin_write().await?;
+                let head = sqlx::query(concat!("SELECT event_seq, event_head FROM apps WHERE id = $1", $lock_row))
+                    .bind(app_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::error)?
+                    .ok_or(StorageError::NotFound)?;
+                let mut seq: i64 = head.try_get(0).map_err(Self::error)?;
+                let mut hash: Vec<u8> = head.try_get(1).map_err(Self::error)?;
+                let queued = sqlx::query(
+                    "SELECT id, kind, at_ms, card_id, identity, actor, detail FROM pending_events \
+                     WHERE app_id = $1 ORDER BY id LIMIT $2",
+                )
+                .bind(app_id)
+                .bind($crate::storage::sequencer::BATCH)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Self::error)?;
+                if queued.is_empty() {
+                    return Ok(0);
+                }
+                let mut ids = Vec::with_capacity(queued.len());
+                let mut sealed = Vec::with_capacity(queued.len());
+                for row in &queued {
+                    ids.push(row.try_get::<i64, _>(0).map_err(Self::error)?);
+                    let kind: String = row.try_get(1).map_err(Self::error)?;
+                    let detail: String = row.try_get(6).map_err(Self::error)?;
+                    let draft = $crate::storage::EventDraft {
+                        kind: cardinal_card::log::EventKind::parse(&kind)
+                            .ok_or_else(|| StorageError::Other(format!("queued event of unknown kind {kind:?}")))?,
+                        at_ms: row.try_get(2).map_err(Self::error)?,
+                        card_id: row.try_get(3).map_err(Self::error)?,
+                        identity: row.try_get(4).map_err(Self::error)?,
+                        actor: row.try_get(5).map_err(Self::error)?,
+                        detail: serde_json::from_str(&detail).map_err(|e| StorageError::Other(e.to_string()))?,
+                    };
+                    seq += 1;
+                    let (body, next) = $crate::storage::sql::seal(app_id, seq, &hash, &draft)?;
+                    let prev = std::mem::replace(&mut hash, next.to_vec());
+                    sealed.push((seq, kind, draft.card_id, body, prev, hash.clone()));
+                }
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO events (app_id, seq, kind, card_id, body, prev_hash, hash) ",
+                );
+                insert.push_values(sealed, |mut values, (seq, kind, card_id, body, prev, hash)| {
+                    values
+                        .push_bind(app_id.to_owned())
+                        .push_bind(seq)
+                        .push_bind(kind)
+                        .push_bind(card_id)
+                        .push_bind(body)
+                        .push_bind(prev)
+                        .push_bind(hash);
+                });
+                insert.build().execute(&mut *tx).await.map_err(Self::error)?;
+                let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM pending_events WHERE id IN (");
+                let mut listed = delete.separated(", ");
+                for id in &ids {
+                    listed.push_bind(*id);
+                }
+                delete.push(")");
+                delete.build().execute(&mut *tx).await.map_err(Self::error)?;
+                sqlx::query("UPDATE apps SET event_seq = $2, event_head = $3 WHERE id = $1")
+                    .bind(app_id)
+                    .bind(seq)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::error)?;
+                tx.commit().await.map_err(Self::error)?;
+                Ok(ids.len())
             }
 
             async fn bump_version(
@@ -263,8 +347,10 @@ macro_rules! impl_card_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::error)?;
-                Self::append_events(&mut tx, &app.id, std::slice::from_ref(&event)).await?;
-                tx.commit().await.map_err(Self::error)
+                Self::enqueue_events(&mut tx, &app.id, std::slice::from_ref(&event)).await?;
+                tx.commit().await.map_err(Self::error)?;
+                self.sequenced(&app.id).await;
+                Ok(())
             }
 
             async fn find_app(
@@ -306,8 +392,10 @@ macro_rules! impl_card_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::error)?;
-                Self::append_events(&mut tx, &key.app_id, std::slice::from_ref(&event)).await?;
-                tx.commit().await.map_err(Self::error)
+                Self::enqueue_events(&mut tx, &key.app_id, std::slice::from_ref(&event)).await?;
+                tx.commit().await.map_err(Self::error)?;
+                self.sequenced(&key.app_id).await;
+                Ok(())
             }
 
             async fn find_api_key(
@@ -364,9 +452,12 @@ macro_rules! impl_card_store {
                     .rows_affected()
                     == 1;
                 if changed {
-                    Self::append_events(&mut tx, &app_id, std::slice::from_ref(&event)).await?;
+                    Self::enqueue_events(&mut tx, &app_id, std::slice::from_ref(&event)).await?;
                 }
                 tx.commit().await.map_err(Self::error)?;
+                if changed {
+                    self.sequenced(&app_id).await;
+                }
                 Ok(changed)
             }
 
@@ -449,8 +540,10 @@ macro_rules! impl_card_store {
                     }
                 }
                 Self::bump_version(&mut tx, &card.app_id, &card.identity).await?;
-                Self::append_events(&mut tx, &card.app_id, events).await?;
-                tx.commit().await.map_err(Self::error)
+                Self::enqueue_events(&mut tx, &card.app_id, events).await?;
+                tx.commit().await.map_err(Self::error)?;
+                self.sequenced(&card.app_id).await;
+                Ok(())
             }
 
             async fn find_card(
@@ -607,9 +700,12 @@ macro_rules! impl_card_store {
                     == 1;
                 if changed {
                     Self::bump_version(&mut tx, app_id, identity).await?;
-                    Self::append_events(&mut tx, app_id, std::slice::from_ref(&event)).await?;
+                    Self::enqueue_events(&mut tx, app_id, std::slice::from_ref(&event)).await?;
                 }
                 tx.commit().await.map_err(Self::error)?;
+                if changed {
+                    self.sequenced(app_id).await;
+                }
                 Ok(changed)
             }
 
@@ -640,6 +736,28 @@ macro_rules! impl_card_store {
                     })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(Self::error)
+            }
+
+            async fn sequence_queued(&self) -> Result<usize, $crate::storage::StorageError> {
+                use sqlx::Row as _;
+                let apps = sqlx::query("SELECT DISTINCT app_id FROM pending_events")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                let mut total = 0;
+                for row in &apps {
+                    let app_id: String = row.try_get(0).map_err(Self::error)?;
+                    let moved = std::sync::atomic::AtomicUsize::new(0);
+                    self.gates
+                        .flush(&app_id, async {
+                            let n = self.drain_queue(&app_id).await?;
+                            moved.store(n, std::sync::atomic::Ordering::Relaxed);
+                            Ok(n)
+                        })
+                        .await?;
+                    total += moved.load(std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(total)
             }
 
             fn pool_stats(&self) -> $crate::storage::PoolStats {

@@ -7,6 +7,9 @@ use sqlx::SqlitePool;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use std::sync::Arc;
+
+use super::sequencer::Gates;
 use super::sql::impl_card_store;
 use super::{Backend, PoolSettings, StorageError};
 
@@ -14,6 +17,7 @@ use super::{Backend, PoolSettings, StorageError};
 #[derive(Debug, Clone)]
 pub struct SqliteCardStore {
     pool: SqlitePool,
+    gates: Arc<Gates>,
 }
 
 impl SqliteCardStore {
@@ -40,7 +44,7 @@ impl SqliteCardStore {
             .connect_with(options)
             .await
             .map_err(|e| StorageError::Other(format!("cannot open {}: {e}", file.display())))?;
-        Ok(SqliteCardStore { pool })
+        Ok(SqliteCardStore { pool, gates: Arc::default() })
     }
 
     /// The pool, for tests and tools that need raw SQL.
@@ -77,6 +81,7 @@ impl_card_store! {
     db = sqlx::Sqlite,
     backend = Backend::Sqlite,
     begin = "BEGIN IMMEDIATE",
+    lock_row = "",
     in_identities = "IN (SELECT value FROM json_each($2))",
     bind_list = identity_list,
     constraint_of = constraint_of,

@@ -293,6 +293,75 @@ async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
     assert_eq!(store.list_events("b", 0, 100).await.unwrap().len(), 1, "each app has its own log");
 }
 
+fn assert_log_verifies(events: &[cardinal_server::storage::EventRow]) {
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as i64).collect::<Vec<_>>());
+    verify_chain(
+        0,
+        GENESIS_HASH,
+        events.iter().map(|e| StoredEvent { body: e.body.as_bytes(), prev_hash: &e.prev_hash, hash: &e.hash }),
+    )
+    .unwrap();
+}
+
+/// Two processes on one database each sequence their own writes; the app row's lock keeps
+/// their rounds apart, so the app still has one gap-free chain with every write in it once.
+async fn two_stores_sharing_a_database_keep_one_gap_free_log(backend: Backend) {
+    let (db, first) = store(backend).await;
+    let second = connect(&db.url, &pool()).await.unwrap();
+    app(first.as_ref(), "a").await;
+    let mut writers = Vec::new();
+    for n in 0..40u8 {
+        let store = if n % 2 == 0 { first.clone() } else { second.clone() };
+        writers.push(tokio::spawn(async move {
+            publish_root(store.as_ref(), "a", &hex_id(n + 1), &format!("user{n}"), true).await.unwrap();
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let events = first.list_events("a", 0, 1000).await.unwrap();
+    assert_log_verifies(&events);
+    let mut published: Vec<String> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.body).ok())
+        .filter(|body| body["kind"] == "card_published")
+        .map(|body| body["card_id"].as_str().unwrap().to_owned())
+        .collect();
+    published.sort();
+    assert_eq!(published, (1..=40u8).map(hex_id).collect::<Vec<_>>(), "every write once, none lost");
+    assert_eq!(second.sequence_queued().await.unwrap(), 0, "nothing was left queued");
+}
+
+/// A crash between a write's commit and its round leaves its events queued: the next sweep
+/// moves them into the log, in queue order, and a second sweep finds nothing.
+async fn events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep(backend: Backend) {
+    let (db, store) = store(backend).await;
+    app(store.as_ref(), "a").await;
+    let queue = "INSERT INTO pending_events (app_id, kind, at_ms, card_id, identity, actor, detail) \
+                 VALUES ('a', 'card_published', 5, 'c1', 'alice', 'user:alice', '{}'), \
+                        ('a', 'chain_revoked', 6, 'c1', 'alice', 'admin:root', '{\"reason\":\"lost\"}')";
+    match backend {
+        Backend::Postgres => {
+            sqlx::query(queue).execute(&sqlx::PgPool::connect(&db.url).await.unwrap()).await.unwrap();
+        }
+        Backend::Sqlite => {
+            sqlx::query(queue).execute(&sqlx::SqlitePool::connect(&db.url).await.unwrap()).await.unwrap();
+        }
+    }
+    assert_eq!(store.list_events("a", 0, 100).await.unwrap().len(), 1, "queued events are not in the log yet");
+    assert_eq!(store.sequence_queued().await.unwrap(), 2);
+    assert_eq!(store.sequence_queued().await.unwrap(), 0);
+    let events = store.list_events("a", 0, 100).await.unwrap();
+    assert_log_verifies(&events);
+    let bodies: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_str(&e.body).unwrap()).collect();
+    assert_eq!(
+        bodies.iter().map(|b| b["kind"].as_str().unwrap()).collect::<Vec<_>>(),
+        vec!["app_created", "card_published", "chain_revoked"]
+    );
+    assert_eq!(bodies[2]["detail"]["reason"], "lost");
+    assert_eq!(bodies[2]["actor"], "admin:root");
+}
+
 async fn an_unreachable_postgres_is_unavailable_not_an_error() {
     let settings = PoolSettings { max_connections: 2, min_connections: 0, acquire_timeout: Duration::from_millis(500) };
     let store = connect("postgres://postgres@127.0.0.1:1/nothing", &settings).await.unwrap();
@@ -316,4 +385,6 @@ on_both_backends!(
     every_change_bumps_the_identity_version,
     a_lookup_reads_the_counters_and_the_active_cards_together,
     events_are_gap_free_hash_chained_and_paged,
+    two_stores_sharing_a_database_keep_one_gap_free_log,
+    events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep,
 );

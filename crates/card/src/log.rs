@@ -46,6 +46,20 @@ impl EventKind {
             EventKind::ChainRevoked => "chain_revoked",
         }
     }
+
+    /// The kind named `name`, as [`EventKind::as_str`] spells it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            EventKind::AppCreated,
+            EventKind::KeyAdded,
+            EventKind::KeyRevoked,
+            EventKind::CardPublished,
+            EventKind::CardSuperseded,
+            EventKind::ChainRevoked,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
 }
 
 /// One event, as hashed.
