@@ -28,6 +28,8 @@ pub struct Settings {
     pub apps: AppDefaults,
     /// Token verification.
     pub auth: AuthSettings,
+    /// In-memory caches.
+    pub cache: CacheSettings,
     /// Sizes and counts that input controls.
     pub limits: Limits,
     /// Browser access.
@@ -143,6 +145,13 @@ pub struct AuthSettings {
     pub credential_cache_ms: u64,
     /// Most verified tokens remembered.
     pub credential_cache_tokens: u64,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheSettings {
+    /// Identity change counters kept in memory for revalidations (PostgreSQL only); 0: none.
+    pub identity_versions: u64,
 }
 
 /// `[limits]`

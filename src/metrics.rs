@@ -25,6 +25,8 @@ pub struct Metrics {
     pub lookup_identities: IntCounter,
     /// Lookups answered 304.
     pub lookup_not_modified: IntCounter,
+    /// Revalidations whose change counters all came from memory (no database round trip).
+    pub revalidations_from_memory: IntCounter,
     /// Tokens refused, by reason (`missing`, `invalid`, `expired`).
     pub token_rejections: IntCounterVec,
     /// Requests refused by a rate limit, by scope (`address`, `identity`).
@@ -59,6 +61,11 @@ impl Metrics {
             lookups: counter_vec(&registry, "lookups_total", "Card lookups answered", "route")?,
             lookup_identities: counter(&registry, "lookup_identities_total", "Identities asked for in lookups")?,
             lookup_not_modified: counter(&registry, "lookup_not_modified_total", "Lookups answered 304 Not Modified")?,
+            revalidations_from_memory: counter(
+                &registry,
+                "revalidations_from_memory_total",
+                "Revalidations whose change counters all came from memory, without a database round trip",
+            )?,
             token_rejections: counter_vec(
                 &registry,
                 "token_rejections_total",

@@ -17,14 +17,14 @@ use secrecy::ExposeSecret;
 
 use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
 use crate::config::{CorsSettings, Settings};
-use crate::directory::{Directory, Rules};
+use crate::directory::{Directory, Rules, VersionCache};
 use crate::error::{ApiError, VirgilError};
 use crate::manage;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::health::ReadinessTimeout;
 use crate::routes::{self, BodyLimit};
-use crate::storage::{self, CardStore};
+use crate::storage::{self, Backend, CardStore};
 use crate::telemetry;
 
 /// A bound, ready-to-run service.
@@ -34,6 +34,8 @@ pub struct Application {
     metrics_server: Option<Server>,
     metrics_port: Option<u16>,
     housekeeping: tokio::task::JoinHandle<()>,
+    /// Listens for changes to keep the version cache coherent, when there is one.
+    watcher: Option<tokio::task::JoinHandle<()>>,
     store: Arc<dyn CardStore>,
 }
 
@@ -78,7 +80,15 @@ impl Application {
             clock_skew_secs: settings.auth.clock_skew_secs,
             max_token_bytes: settings.limits.token_max_bytes,
         };
-        let directory = web::Data::new(Directory::new(store.clone(), service_key, rules));
+        let mut directory = Directory::new(store.clone(), service_key, rules);
+        let mut watcher = None;
+        if settings.cache.identity_versions > 0 && store.backend() == Backend::Postgres {
+            let cache = Arc::new(VersionCache::new(settings.cache.identity_versions));
+            directory = directory.with_version_cache(cache.clone());
+            let feed = store.clone();
+            watcher = Some(tokio::spawn(async move { feed.watch_changes(&|heard| cache.hear(heard)).await }));
+        }
+        let directory = web::Data::new(directory);
         let authenticator = web::Data::new(Authenticator::new(
             store.clone(),
             policy,
@@ -183,7 +193,7 @@ impl Application {
             }
         });
         tracing::info!(port, backend = ?store.backend(), "listening");
-        Ok(Application { port, server: server.run(), metrics_server, metrics_port, housekeeping, store })
+        Ok(Application { port, server: server.run(), metrics_server, metrics_port, housekeeping, watcher, store })
     }
 
     /// The port actually bound (useful with port 0).
@@ -214,6 +224,9 @@ impl Application {
             let _ = task.await;
         }
         self.housekeeping.abort();
+        if let Some(watcher) = self.watcher {
+            watcher.abort();
+        }
         self.store.close().await;
         tracing::info!("stopped");
         result

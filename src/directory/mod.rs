@@ -3,6 +3,7 @@
 //! atomicity, these rules decide.
 
 mod etag;
+mod versions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -19,6 +20,7 @@ use crate::storage::{
 };
 
 pub use etag::lookup_etag;
+pub use versions::VersionCache;
 
 /// Who is calling, as established from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +142,15 @@ impl Card {
     }
 }
 
+/// A lookup's current ETag, and where its change counters came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revalidation {
+    /// The tag.
+    pub etag: String,
+    /// Whether every counter came from memory, without a database round trip.
+    pub from_memory: bool,
+}
+
 /// How the identities of a lookup are counted against the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -157,6 +168,8 @@ pub struct Directory {
     /// Each app's chain policy. It is fixed when the app is created and apps are never
     /// deleted, so a copy never goes stale; it saves a read per root publish.
     policies: RwLock<HashMap<String, CardsPerIdentity>>,
+    /// Identity change counters in memory, when the store can say what changed.
+    versions: Option<Arc<VersionCache>>,
 }
 
 fn now() -> chrono::DateTime<chrono::Utc> {
@@ -166,7 +179,20 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 impl Directory {
     /// The directory over a store, countersigning with `service_key`.
     pub fn new(store: Arc<dyn CardStore>, service_key: SigningKey, rules: Rules) -> Self {
-        Directory { store, service_key, rules, policies: RwLock::default() }
+        Directory { store, service_key, rules, policies: RwLock::default(), versions: None }
+    }
+
+    /// Serves identity change counters from `cache` while it is live (see [`VersionCache`]).
+    pub fn with_version_cache(mut self, cache: Arc<VersionCache>) -> Self {
+        self.versions = Some(cache);
+        self
+    }
+
+    /// This process changed an identity: its own next revalidation must see it.
+    fn changed(&self, app_id: &str, identity: &str) {
+        if let Some(cache) = &self.versions {
+            cache.forget(app_id, identity);
+        }
     }
 
     async fn policy(&self, app_id: &str) -> Result<CardsPerIdentity, DirectoryError> {
@@ -219,7 +245,9 @@ impl Directory {
             raw: serde_json::to_string(&signed).map_err(|e| StorageError::Other(e.to_string()))?,
         };
         let events = publish_events(caller, &new_card, &placement, at.timestamp_millis());
-        match self.store.insert_card(&new_card, &placement, &events).await {
+        let stored = self.store.insert_card(&new_card, &placement, &events).await;
+        self.changed(&caller.app_id, identity);
+        match stored {
             Ok(()) => {}
             Err(StorageError::Conflict { constraint }) => {
                 return Err(self.explain_publish_conflict(&caller.app_id, &new_card.id, &constraint, &placement).await);
@@ -340,9 +368,19 @@ impl Directory {
     ///
     /// Read it *before* the cards: a change landing in between then yields an old tag with a
     /// newer body, which only costs the client one extra full response, never a stale cache.
-    pub async fn lookup_tag(&self, caller: &Caller, identities: &[String]) -> Result<String, DirectoryError> {
+    pub async fn lookup_tag(&self, caller: &Caller, identities: &[String]) -> Result<Revalidation, DirectoryError> {
+        let tag = |versions: &[(String, i64)]| lookup_etag(&caller.app_id, identities, versions);
+        let Some(cache) = &self.versions else {
+            let versions = self.store.identity_versions(&caller.app_id, identities).await?;
+            return Ok(Revalidation { etag: tag(&versions), from_memory: false });
+        };
+        if let Some(versions) = cache.get_all(&caller.app_id, identities) {
+            return Ok(Revalidation { etag: tag(&versions), from_memory: true });
+        }
+        let generation = cache.generation();
         let versions = self.store.identity_versions(&caller.app_id, identities).await?;
-        Ok(lookup_etag(&caller.app_id, identities, &versions))
+        cache.remember(generation, &caller.app_id, identities, &versions);
+        Ok(Revalidation { etag: tag(&versions), from_memory: false })
     }
 
     /// The active cards of each identity, newest first; every identity is a key.
@@ -361,7 +399,11 @@ impl Directory {
         caller: &Caller,
         identities: &[String],
     ) -> Result<(String, BTreeMap<String, Vec<Card>>), DirectoryError> {
+        let generation = self.versions.as_ref().map(|cache| cache.generation());
         let read = self.store.lookup_active(&caller.app_id, identities).await?;
+        if let (Some(cache), Some(generation)) = (&self.versions, generation) {
+            cache.remember(generation, &caller.app_id, identities, &read.versions);
+        }
         let tag = lookup_etag(&caller.app_id, identities, &read.versions);
         Ok((tag, group_by_identity(identities, read.cards)))
     }
@@ -435,7 +477,9 @@ impl Directory {
         let changed = self
             .store
             .revoke_chain(&caller.app_id, &card.record.chain_id, &card.record.identity, &revocation, event)
-            .await?;
+            .await;
+        self.changed(&caller.app_id, &card.record.identity);
+        let changed = changed?;
         if changed {
             tracing::info!(card.id = %card.record.id, identity = %card.record.identity, actor = %caller.actor(), "chain revoked");
         }

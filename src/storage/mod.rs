@@ -266,6 +266,25 @@ pub struct ActiveLookup {
     pub cards: Vec<CardRecord>,
 }
 
+/// What a change listener hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// Listening from now on: changes from here on will be heard.
+    Listening,
+    /// The listening connection was lost: changes may have been missed.
+    Lost,
+    /// These identities of the app changed.
+    Changed {
+        /// The app.
+        app_id: String,
+        /// Its changed identities.
+        identities: Vec<String>,
+    },
+}
+
+/// The PostgreSQL channel that sequencing rounds notify: `app\nidentity\nidentity…`.
+pub const CHANGES_CHANNEL: &str = "cardinal_changes";
+
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRow {
@@ -355,6 +374,11 @@ pub trait CardStore: Send + Sync + 'static {
 
     /// Events after `after`, oldest first, at most `limit`.
     async fn list_events(&self, app_id: &str, after: i64, limit: i64) -> Result<Vec<EventRow>, StorageError>;
+
+    /// Listens for the identities that sequencing rounds log, in this process and in others
+    /// sharing the database, and tells `heard`; runs until the task is dropped. Backends that
+    /// cannot listen (SQLite) return at once without ever saying `Listening`.
+    async fn watch_changes(&self, heard: &(dyn Fn(Heard) + Send + Sync));
 
     /// Sequences every queued event of every app: what a crash between a write's commit and its
     /// round, or a round that failed, left behind. Returns how many it moved.

@@ -4,18 +4,20 @@ use std::str::FromStr;
 
 use sqlx::PgPool;
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use std::sync::Arc;
 
 use super::sequencer::Gates;
-use super::sql::impl_card_store;
-use super::{Backend, PoolSettings, StorageError};
+use super::sql::{impl_card_store, parse_change_payload};
+use super::{Backend, CHANGES_CHANNEL, Heard, PoolSettings, StorageError};
 
 /// Cards on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgCardStore {
     pool: PgPool,
+    /// One connection of its own for LISTEN, so listening never takes one from requests.
+    listen_pool: PgPool,
     gates: Arc<Gates>,
 }
 
@@ -28,8 +30,12 @@ impl PgCardStore {
             .max_connections(settings.max_connections)
             .min_connections(settings.min_connections)
             .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options.clone());
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(PgCardStore { pool, gates: Arc::default() })
+        Ok(PgCardStore { pool, listen_pool, gates: Arc::default() })
     }
 
     /// The pool, for tests and tools that need raw SQL.
@@ -43,6 +49,40 @@ fn constraint_of(error: &dyn DatabaseError) -> Option<String> {
     error.constraint().map(str::to_owned)
 }
 
+/// LISTENs on [`CHANGES_CHANNEL`], saying `Listening` once subscribed and `Lost` whenever the
+/// connection goes (then subscribes again, once a second at most).
+async fn watch(store: &PgCardStore, heard: &(dyn Fn(Heard) + Send + Sync)) {
+    loop {
+        let subscribed = async {
+            let mut listener = PgListener::connect_with(&store.listen_pool).await?;
+            listener.listen(CHANGES_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match subscribed.await {
+            Ok(mut listener) => {
+                heard(Heard::Listening);
+                // `Ok(None)` or an error: the connection went, and notifications with it.
+                while let Ok(Some(notification)) = listener.try_recv().await {
+                    match parse_change_payload(notification.payload()) {
+                        Some(change) => heard(change),
+                        None => tracing::warn!(payload = notification.payload(), "unreadable change notification"),
+                    }
+                }
+                heard(Heard::Lost);
+                tracing::warn!("change notifications lost; listening again");
+            }
+            Err(error) => {
+                heard(Heard::Lost);
+                tracing::debug!(%error, "cannot listen for changes yet");
+            }
+        }
+        if store.pool.is_closed() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 fn identity_list(identities: &[String]) -> Vec<String> {
     identities.to_vec()
 }
@@ -53,6 +93,8 @@ impl_card_store! {
     backend = Backend::Postgres,
     begin = "BEGIN",
     lock_row = " FOR UPDATE",
+    notify = "SELECT pg_notify('cardinal_changes', $1)",
+    watch = watch,
     in_identities = "= ANY($2)",
     bind_list = identity_list,
     constraint_of = constraint_of,

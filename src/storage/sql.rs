@@ -75,6 +75,35 @@ pub(super) fn seal(
 
 pub(super) const GENESIS: [u8; 32] = GENESIS_HASH;
 
+/// The notifications announcing that `identities` of `app_id` changed, each under PostgreSQL's
+/// 8000-byte payload limit. Neither app ids nor identities contain a newline.
+pub(super) fn change_payloads(app_id: &str, identities: &std::collections::BTreeSet<String>) -> Vec<String> {
+    const MAX: usize = 7000;
+    let mut payloads = Vec::new();
+    let mut current = String::new();
+    for identity in identities {
+        if !current.is_empty() && current.len() + 1 + identity.len() > MAX {
+            payloads.push(std::mem::take(&mut current));
+        }
+        if current.is_empty() {
+            current.push_str(app_id);
+        }
+        current.push('\n');
+        current.push_str(identity);
+    }
+    if !current.is_empty() {
+        payloads.push(current);
+    }
+    payloads
+}
+
+/// Reads a payload of [`change_payloads`].
+pub(super) fn parse_change_payload(payload: &str) -> Option<super::Heard> {
+    let mut lines = payload.split('\n');
+    let app_id = lines.next().filter(|app| !app.is_empty())?.to_owned();
+    Some(super::Heard::Changed { app_id, identities: lines.map(str::to_owned).collect() })
+}
+
 /// Columns of a card with its chain's revocation, in the order `card_from_row` reads them.
 macro_rules! card_columns {
     () => {
@@ -96,6 +125,8 @@ macro_rules! impl_card_store {
         backend = $backend:expr,
         begin = $begin:literal,
         lock_row = $lock_row:literal,
+        notify = $notify:literal,
+        watch = $watch:path,
         in_identities = $in_identities:literal,
         bind_list = $bind_list:path,
         constraint_of = $constraint_of:path,
@@ -187,6 +218,7 @@ macro_rules! impl_card_store {
                 if queued.is_empty() {
                     return Ok(0);
                 }
+                let mut changed = std::collections::BTreeSet::new();
                 let mut ids = Vec::with_capacity(queued.len());
                 let mut sealed = Vec::with_capacity(queued.len());
                 for row in &queued {
@@ -202,6 +234,9 @@ macro_rules! impl_card_store {
                         actor: row.try_get(5).map_err(Self::error)?,
                         detail: serde_json::from_str(&detail).map_err(|e| StorageError::Other(e.to_string()))?,
                     };
+                    if let Some(identity) = &draft.identity {
+                        changed.insert(identity.clone());
+                    }
                     seq += 1;
                     let (body, next) = $crate::storage::sql::seal(app_id, seq, &hash, &draft)?;
                     let prev = std::mem::replace(&mut hash, next.to_vec());
@@ -235,6 +270,12 @@ macro_rules! impl_card_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::error)?;
+                if !$notify.is_empty() {
+                    // Delivered at commit, to every process listening (versions caches).
+                    for payload in $crate::storage::sql::change_payloads(app_id, &changed) {
+                        sqlx::query($notify).bind(payload).execute(&mut *tx).await.map_err(Self::error)?;
+                    }
+                }
                 tx.commit().await.map_err(Self::error)?;
                 Ok(ids.len())
             }
@@ -738,6 +779,10 @@ macro_rules! impl_card_store {
                     .map_err(Self::error)
             }
 
+            async fn watch_changes(&self, heard: &(dyn Fn($crate::storage::Heard) + Send + Sync)) {
+                $watch(self, heard).await
+            }
+
             async fn sequence_queued(&self) -> Result<usize, $crate::storage::StorageError> {
                 use sqlx::Row as _;
                 let apps = sqlx::query("SELECT DISTINCT app_id FROM pending_events")
@@ -779,3 +824,30 @@ macro_rules! impl_card_store {
     };
 }
 pub(super) use impl_card_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn change_payloads_stay_under_the_notify_limit_and_read_back() {
+        let identities: BTreeSet<String> = (0..40).map(|n| format!("{n:03}{}", "x".repeat(997))).collect();
+        let payloads = change_payloads("chat", &identities);
+        assert!(payloads.len() > 1);
+        let mut heard = Vec::new();
+        for payload in &payloads {
+            assert!(payload.len() < 8000, "{}", payload.len());
+            match parse_change_payload(payload) {
+                Some(super::super::Heard::Changed { app_id, identities }) => {
+                    assert_eq!(app_id, "chat");
+                    heard.extend(identities);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(heard, identities.into_iter().collect::<Vec<_>>());
+        assert!(change_payloads("chat", &BTreeSet::new()).is_empty());
+        assert_eq!(parse_change_payload(""), None);
+    }
+}

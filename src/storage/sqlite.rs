@@ -72,6 +72,9 @@ fn constraint_of(error: &dyn DatabaseError) -> Option<String> {
     BY_COLUMNS.iter().find(|(cols, _)| *cols == columns).map(|(_, name)| (*name).to_owned())
 }
 
+/// An SQLite file has no notifications: nothing is ever heard, so nothing is cached.
+async fn watch(_: &SqliteCardStore, _: &(dyn Fn(super::Heard) + Send + Sync)) {}
+
 fn identity_list(identities: &[String]) -> String {
     serde_json::to_string(identities).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -82,6 +85,8 @@ impl_card_store! {
     backend = Backend::Sqlite,
     begin = "BEGIN IMMEDIATE",
     lock_row = "",
+    notify = "",
+    watch = watch,
     in_identities = "IN (SELECT value FROM json_each($2))",
     bind_list = identity_list,
     constraint_of = constraint_of,

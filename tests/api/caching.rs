@@ -1,7 +1,9 @@
 //! ETag revalidation: 304 without a body while nothing changed, a new tag after any change to a
 //! requested identity, the same tag after changes elsewhere.
 
-use reqwest::StatusCode;
+use std::time::{Duration, Instant};
+
+use reqwest::{Response, StatusCode};
 
 use crate::helpers::{TestApp, new_card, rotation_of, spawn_app};
 use crate::support::Backend;
@@ -94,7 +96,76 @@ async fn a_single_card_revalidates_until_its_status_changes(backend: Backend) {
     assert_eq!(after.status(), StatusCode::OK);
 }
 
+async fn lookup_at(app: &TestApp, address: &str, identities: &[&str], if_none_match: Option<&str>) -> Response {
+    let query: Vec<(&str, &str)> = identities.iter().map(|i| ("identity", *i)).collect();
+    let mut request = app.client.get(format!("{address}/v1/cards")).query(&query).bearer_auth(app.user_token("reader"));
+    if let Some(tag) = if_none_match {
+        request = request.header("If-None-Match", tag);
+    }
+    request.send().await.unwrap()
+}
+
+async fn from_memory(app: &TestApp, address: &str) -> u64 {
+    let text = app.client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("cardinal_revalidations_from_memory_total ")).unwrap();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Revalidates until one is answered from memory (the change listener starts with the server),
+/// or two seconds pass; returns whether it was.
+async fn revalidated_from_memory(app: &TestApp, address: &str, batch: &[&str], tag: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let before = from_memory(app, address).await;
+        assert_eq!(lookup_at(app, address, batch, Some(tag)).await.status(), StatusCode::NOT_MODIFIED);
+        if from_memory(app, address).await > before {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Two replicas over one database. On PostgreSQL each answers revalidations from memory, and a
+/// change made through one is seen by the other (its notification arrives) and by the writer
+/// at once; SQLite never answers from memory.
+async fn replicas_revalidating_from_memory_see_each_others_changes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (replica, replica_handle) = app.another_instance().await;
+    let batch = ["alice", "bob"];
+    let alice = new_card("alice");
+    app.published("alice", &alice).await;
+    let response = lookup_at(&app, &replica, &batch, None).await;
+    let t0 = response.headers()["etag"].to_str().unwrap().to_owned();
+
+    let cached = backend == Backend::Postgres;
+    assert_eq!(revalidated_from_memory(&app, &replica, &batch, &t0).await, cached);
+    assert_eq!(revalidated_from_memory(&app, &app.address, &batch, &t0).await, cached);
+
+    app.published("alice", &rotation_of("alice", &alice.id)).await;
+    assert_eq!(
+        lookup_at(&app, &app.address, &batch, Some(&t0)).await.status(),
+        StatusCode::OK,
+        "the writer sees its own change at once"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let status = lookup_at(&app, &replica, &batch, Some(&t0)).await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        assert!(Instant::now() < deadline, "the replica still answers 304 two seconds after the change");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t1 = lookup_at(&app, &replica, &batch, None).await.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(t0, t1);
+    assert_eq!(revalidated_from_memory(&app, &replica, &batch, &t1).await, cached);
+    replica_handle.stop(true).await;
+}
+
 crate::on_both_backends!(
+    replicas_revalidating_from_memory_see_each_others_changes,
     a_lookup_revalidates_until_a_requested_identity_changes,
     a_single_card_revalidates_until_its_status_changes
 );

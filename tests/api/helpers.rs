@@ -239,6 +239,12 @@ impl TestApp {
         PublicKey::from_text(body["public_key"].as_str().unwrap()).unwrap()
     }
 
+    /// Another server over the same database and service key, as a second replica: its address
+    /// and a handle that stops it.
+    pub async fn another_instance(&self) -> (String, actix_web::dev::ServerHandle) {
+        start(self.settings.clone()).await
+    }
+
     /// Stops the server and starts it again over the same database and service key.
     pub async fn restart(&mut self) {
         self.handle.stop(true).await;

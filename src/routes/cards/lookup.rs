@@ -43,7 +43,11 @@ pub async fn lookup_cards(
     // Revalidation reads only the change counters; a full answer reads counters and cards in
     // one statement.
     if request.headers().contains_key(header::IF_NONE_MATCH) {
-        let etag = directory.lookup_tag(&caller, &identities).await?;
+        let current = directory.lookup_tag(&caller, &identities).await?;
+        if current.from_memory {
+            metrics.revalidations_from_memory.inc();
+        }
+        let etag = current.etag;
         if if_none_match(request.headers(), &etag) {
             metrics.lookup("lookup", identities.len(), true);
             return Ok(HttpResponse::NotModified()

@@ -1,0 +1,160 @@
+//! Identity change counters kept in memory, so that a revalidation that finds nothing changed
+//! (a 304) needs no database round trip.
+//!
+//! Coherence: every sequencing round notifies the identities it logged (PostgreSQL
+//! LISTEN/NOTIFY, see `storage::ChangeFeed`), every process drops them, and the process that
+//! made a change drops it itself before answering. The memory is used only while the
+//! notification connection is up: losing it empties the memory, because notifications sent
+//! meanwhile are gone. A read that raced a drop is not remembered (the generation check), so an
+//! old counter never outlives the notification of its change. Across processes a change is
+//! therefore seen by others once its notification arrives (milliseconds after the write was
+//! answered); within one process, at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use moka::sync::Cache;
+
+use crate::storage::Heard;
+
+/// The counters of one database's identities, per app.
+pub struct VersionCache {
+    counters: Cache<String, i64>,
+    /// Bumped by every drop: a read that started before a drop must not be remembered.
+    generation: AtomicU64,
+    /// Whether changes are being heard; without that nothing is served from memory.
+    live: AtomicBool,
+}
+
+fn key(app_id: &str, identity: &str) -> String {
+    // Neither an app id nor an identity contains a newline (both are printable ASCII).
+    let mut key = String::with_capacity(app_id.len() + 1 + identity.len());
+    key.push_str(app_id);
+    key.push('\n');
+    key.push_str(identity);
+    key
+}
+
+impl VersionCache {
+    /// Remembers at most `max_entries` counters; nothing is served until [`Self::set_live`].
+    pub fn new(max_entries: u64) -> Self {
+        VersionCache {
+            counters: Cache::builder().max_capacity(max_entries).build(),
+            generation: AtomicU64::new(0),
+            live: AtomicBool::new(false),
+        }
+    }
+
+    /// Where a read of the database starts: pass it to [`Self::remember`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Every counter of `identities`, or `None` if any is unknown here (or changes are not
+    /// being heard). Identities that never changed are remembered as 0 and left out.
+    pub fn get_all(&self, app_id: &str, identities: &[String]) -> Option<Vec<(String, i64)>> {
+        if !self.live.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut versions = Vec::with_capacity(identities.len());
+        for identity in identities {
+            let version = self.counters.get(&key(app_id, identity))?;
+            if version != 0 {
+                versions.push((identity.clone(), version));
+            }
+        }
+        Some(versions)
+    }
+
+    /// Remembers counters read from the database, unless a drop happened since `generation`.
+    pub fn remember(&self, generation: u64, app_id: &str, identities: &[String], versions: &[(String, i64)]) {
+        if !self.live.load(Ordering::SeqCst) || self.generation() != generation {
+            return;
+        }
+        let versions: HashMap<&str, i64> =
+            versions.iter().map(|(identity, version)| (identity.as_str(), *version)).collect();
+        for identity in identities {
+            self.counters.insert(key(app_id, identity), versions.get(identity.as_str()).copied().unwrap_or(0));
+        }
+        // A drop that landed during the inserts may have missed one of them.
+        if self.generation() != generation {
+            for identity in identities {
+                self.counters.invalidate(&key(app_id, identity));
+            }
+        }
+    }
+
+    /// What a change listener heard.
+    pub fn hear(&self, heard: Heard) {
+        match heard {
+            Heard::Listening => self.set_live(true),
+            Heard::Lost => self.set_live(false),
+            Heard::Changed { app_id, identities } => {
+                for identity in identities {
+                    self.forget(&app_id, &identity);
+                }
+            }
+        }
+    }
+
+    /// Forgets one identity's counter (it changed).
+    pub fn forget(&self, app_id: &str, identity: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.counters.invalidate(&key(app_id, identity));
+    }
+
+    /// Starts or stops serving from memory. Either way everything is forgotten: while changes
+    /// were not heard, any counter may have gone stale.
+    pub fn set_live(&self, live: bool) {
+        self.live.store(false, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.counters.invalidate_all();
+        self.live.store(live, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn nothing_is_served_until_changes_are_heard() {
+        let cache = VersionCache::new(100);
+        let batch = ids(&["alice"]);
+        cache.remember(cache.generation(), "app", &batch, &[("alice".into(), 3)]);
+        assert_eq!(cache.get_all("app", &batch), None);
+        cache.set_live(true);
+        cache.remember(cache.generation(), "app", &batch, &[("alice".into(), 3)]);
+        assert_eq!(cache.get_all("app", &batch), Some(vec![("alice".into(), 3)]));
+        cache.set_live(false);
+        assert_eq!(cache.get_all("app", &batch), None);
+    }
+
+    #[test]
+    fn every_identity_must_be_known_and_unchanged_ones_count_as_zero() {
+        let cache = VersionCache::new(100);
+        cache.set_live(true);
+        cache.remember(cache.generation(), "app", &ids(&["alice", "bob"]), &[("alice".into(), 2)]);
+        assert_eq!(cache.get_all("app", &ids(&["alice", "bob"])), Some(vec![("alice".into(), 2)]));
+        assert_eq!(cache.get_all("app", &ids(&["alice", "carol"])), None);
+        assert_eq!(cache.get_all("other", &ids(&["alice"])), None, "apps are apart");
+    }
+
+    #[test]
+    fn a_read_that_raced_a_change_is_not_remembered() {
+        let cache = VersionCache::new(100);
+        cache.set_live(true);
+        let batch = ids(&["alice"]);
+        let started = cache.generation();
+        cache.forget("app", "alice");
+        cache.remember(started, "app", &batch, &[("alice".into(), 1)]);
+        assert_eq!(cache.get_all("app", &batch), None);
+        cache.remember(cache.generation(), "app", &batch, &[("alice".into(), 2)]);
+        cache.forget("app", "alice");
+        assert_eq!(cache.get_all("app", &batch), None);
+    }
+}
