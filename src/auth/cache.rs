@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+use std::future::Future;
+use std::sync::Arc;
+
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
@@ -24,7 +27,9 @@ pub(super) struct VerifiedToken {
 
 /// Both memories, or none when the window is zero.
 pub(super) struct CredentialCache {
-    keys: Cache<String, ApiKeyRecord>,
+    /// Loads of one kid are shared: when an entry expires under load, one request reads it
+    /// and the others wait for that read instead of each sending their own.
+    keys: moka::future::Cache<String, ApiKeyRecord>,
     tokens: Cache<[u8; 32], VerifiedToken>,
 }
 
@@ -38,7 +43,7 @@ impl CredentialCache {
             return None;
         }
         Some(CredentialCache {
-            keys: Cache::builder().max_capacity(MAX_KEYS).time_to_live(window).build(),
+            keys: moka::future::Cache::builder().max_capacity(MAX_KEYS).time_to_live(window).build(),
             tokens: Cache::builder().max_capacity(max_tokens).time_to_live(window).build(),
         })
     }
@@ -57,11 +62,38 @@ impl CredentialCache {
         self.tokens.insert(digest, token);
     }
 
-    pub fn key(&self, kid: &str) -> Option<ApiKeyRecord> {
-        self.keys.get(kid)
+    /// The key, remembered or loaded by `load` (`None`: no such key, which is not remembered).
+    pub async fn key<E>(
+        &self,
+        kid: &str,
+        load: impl Future<Output = Result<Option<ApiKeyRecord>, E>>,
+    ) -> Result<Option<ApiKeyRecord>, Arc<KeyLoadError<E>>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let loaded = self
+            .keys
+            .try_get_with_by_ref(kid, async {
+                match load.await {
+                    Ok(Some(key)) => Ok(key),
+                    Ok(None) => Err(KeyLoadError::Unknown),
+                    Err(error) => Err(KeyLoadError::Failed(error)),
+                }
+            })
+            .await;
+        match loaded {
+            Ok(key) => Ok(Some(key)),
+            Err(error) if matches!(*error, KeyLoadError::Unknown) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
+}
 
-    pub fn remember_key(&self, key: ApiKeyRecord) {
-        self.keys.insert(key.kid.clone(), key);
-    }
+/// Why a key could not be loaded.
+#[derive(Debug)]
+pub(super) enum KeyLoadError<E> {
+    /// There is no such key.
+    Unknown,
+    /// The store failed.
+    Failed(E),
 }

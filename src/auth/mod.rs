@@ -18,7 +18,7 @@ use cardinal_card::{Identity, PublicKey};
 use crate::directory::Caller;
 use crate::error::ApiError;
 use crate::storage::{ApiKeyRecord, CardStore};
-use cache::{CredentialCache, VerifiedToken};
+use cache::{CredentialCache, KeyLoadError, VerifiedToken};
 
 /// Verifies tokens against the registered API keys.
 pub struct Authenticator {
@@ -147,17 +147,15 @@ impl Authenticator {
     }
 
     async fn usable_key(&self, kid: &str) -> Result<ApiKeyRecord, ApiError> {
-        let cached = self.cache.as_ref().and_then(|cache| cache.key(kid));
-        let key = match cached {
-            Some(key) => key,
-            None => {
-                let key = self.store.find_api_key(kid).await?.ok_or_else(|| invalid("unknown key id"))?;
-                if let Some(cache) = &self.cache {
-                    cache.remember_key(key.clone());
-                }
-                key
-            }
+        let load = self.store.find_api_key(kid);
+        let found = match &self.cache {
+            None => load.await?,
+            Some(cache) => cache.key(kid, load).await.map_err(|shared| match &*shared {
+                KeyLoadError::Failed(error) => ApiError::from(error.clone()),
+                KeyLoadError::Unknown => invalid("unknown key id"),
+            })?,
         };
+        let key = found.ok_or_else(|| invalid("unknown key id"))?;
         if key.revoked_at.is_some() {
             return Err(invalid("the key that signed this token is revoked"));
         }

@@ -399,11 +399,9 @@ impl Directory {
         caller: &Caller,
         identities: &[String],
     ) -> Result<(String, BTreeMap<String, Vec<Card>>), DirectoryError> {
-        let generation = self.versions.as_ref().map(|cache| cache.generation());
+        // The counters read here are not remembered: a full answer would pay for 50 cache
+        // inserts it does not need, and a client's next revalidation remembers them anyway.
         let read = self.store.lookup_active(&caller.app_id, identities).await?;
-        if let (Some(cache), Some(generation)) = (&self.versions, generation) {
-            cache.remember(generation, &caller.app_id, identities, &read.versions);
-        }
         let tag = lookup_etag(&caller.app_id, identities, &read.versions);
         Ok((tag, group_by_identity(identities, read.cards)))
     }

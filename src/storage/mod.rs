@@ -42,7 +42,7 @@ impl Backend {
 
 /// The storage failures the rest of the service distinguishes. Every backend translates its
 /// driver's errors into these, once, in the shared SQL module.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StorageError {
     /// The row that an update needed does not exist.
     #[error("not found")]
