@@ -676,10 +676,10 @@ macro_rules! impl_card_store {
                 // An identity without a version row has never had a card.
                 let rows = sqlx::query(concat!(
                     "SELECT v.identity, v.version, c.id, c.chain_id, c.previous_card_id, c.created_at, \
-                     c.published_at, c.public_key, c.raw \
-                     FROM identity_versions v LEFT JOIN (cards c JOIN chains ch \
-                       ON ch.app_id = c.app_id AND ch.id = c.chain_id AND ch.revoked_at IS NULL) \
-                     ON c.app_id = v.app_id AND c.identity = v.identity AND c.superseded_by IS NULL \
+                     c.published_at, c.public_key, c.raw, ch.revoked_at \
+                     FROM identity_versions v \
+                     LEFT JOIN cards c ON c.app_id = v.app_id AND c.identity = v.identity AND c.superseded_by IS NULL \
+                     LEFT JOIN chains ch ON ch.app_id = c.app_id AND ch.id = c.chain_id \
                      WHERE v.app_id = $1 AND v.identity ",
                     $in_identities,
                     " ORDER BY v.identity, c.created_at DESC, c.published_at DESC, c.id"
@@ -697,7 +697,10 @@ macro_rules! impl_card_store {
                         found.versions.push((identity.clone(), version));
                     }
                     let id: Option<String> = row.try_get(2).map_err(Self::error)?;
-                    let Some(id) = id else { continue };
+                    let revoked_at: Option<i64> = row.try_get(9).map_err(Self::error)?;
+                    // The head of a revoked chain is not active. (Filtering it in the join would
+                    // need a nested join, which SQLite plans as a scan of every card.)
+                    let Some(id) = id.filter(|_| revoked_at.is_none()) else { continue };
                     found.cards.push($crate::storage::CardRecord {
                         id,
                         identity,
