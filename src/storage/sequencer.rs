@@ -35,6 +35,10 @@ struct Gate {
     requested: AtomicU64,
     /// Every ticket up to this one was covered by a round that started after it was taken.
     completed: AtomicU64,
+    /// Every ticket up to this one was covered by a round that was tried, even if it failed:
+    /// writers queued behind a failed round do not each try again (during an outage each try
+    /// waits out the pool's acquire timeout, so their waits would add up).
+    attempted: AtomicU64,
 }
 
 impl Gates {
@@ -55,9 +59,13 @@ impl Gates {
         if gate.completed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
+        if gate.attempted.load(Ordering::SeqCst) >= ticket {
+            return Err(StorageError::Unavailable("the sequencing round for this write failed".into()));
+        }
         // Every ticket up to here was taken after its writer committed, and the round below
         // reads the queue after this load: it sees all of their events.
         let covers = gate.requested.load(Ordering::SeqCst);
+        gate.attempted.fetch_max(covers, Ordering::SeqCst);
         round.await?;
         gate.completed.fetch_max(covers, Ordering::SeqCst);
         Ok(())
@@ -91,6 +99,30 @@ mod tests {
         }
         let rounds = rounds.load(Ordering::SeqCst);
         assert!((1..50).contains(&rounds), "50 waiting writers were served by {rounds} rounds");
+    }
+
+    #[tokio::test]
+    async fn writers_queued_behind_a_failed_round_fail_at_once_instead_of_each_retrying() {
+        let gates = Arc::new(Gates::default());
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (gates, rounds) = (gates.clone(), rounds.clone());
+            tasks.push(tokio::spawn(async move {
+                gates
+                    .flush("app", async {
+                        rounds.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        Err::<usize, _>(StorageError::Unavailable("down".into()))
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            assert!(task.await.unwrap().is_err());
+        }
+        let rounds = rounds.load(Ordering::SeqCst);
+        assert!(rounds <= 2, "20 writers behind a failing round tried {rounds} rounds");
     }
 
     #[tokio::test]
