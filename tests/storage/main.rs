@@ -362,6 +362,24 @@ async fn events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep(backend: 
     assert_eq!(bodies[2]["actor"], "admin:root");
 }
 
+/// Cardinal's connections use generic plans (so no statement is re-planned on every execution,
+/// whatever its first executions were), and options given in the URL still apply.
+async fn postgres_connections_use_generic_plans_and_keep_url_options() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let url = format!("{}?options=-c%20statement_timeout%3D4321", db.url);
+    let store = cardinal_server::storage::PgCardStore::connect(&url, &pool()).await.unwrap();
+    let setting = |name: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            let row: (String,) =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("SHOW {name}"))).fetch_one(&pool).await.unwrap();
+            row.0
+        }
+    };
+    assert_eq!(setting("plan_cache_mode").await, "force_generic_plan");
+    assert_eq!(setting("statement_timeout").await, "4321ms");
+}
+
 async fn an_unreachable_postgres_is_unavailable_not_an_error() {
     let settings = PoolSettings { max_connections: 2, min_connections: 0, acquire_timeout: Duration::from_millis(500) };
     let store = connect("postgres://postgres@127.0.0.1:1/nothing", &settings).await.unwrap();
@@ -374,6 +392,11 @@ async fn an_unreachable_postgres_is_unavailable_not_an_error() {
 #[tokio::test]
 async fn postgres_unreachable_maps_to_unavailable() {
     an_unreachable_postgres_is_unavailable_not_an_error().await;
+}
+
+#[tokio::test]
+async fn postgres_plans_generically() {
+    postgres_connections_use_generic_plans_and_keep_url_options().await;
 }
 
 on_both_backends!(
