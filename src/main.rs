@@ -11,12 +11,12 @@ use cardinal_server::config::Settings;
 use cardinal_server::startup::{Application, open_store};
 use cardinal_server::storage::{CardsPerIdentity, KeyRole};
 use cardinal_server::{manage, telemetry};
+use clap::{Parser, Subcommand, ValueEnum};
 
 // A lookup allocates many short-lived strings across worker threads; glibc's allocator spent a
 // fifth of the CPU of a batch lookup in malloc/free (see BENCHMARKS.md), mimalloc far less.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use clap::{Parser, Subcommand, ValueEnum};
 
 /// Cardinal: a self-hosted public-key directory (cards service).
 #[derive(Debug, Parser)]
@@ -104,7 +104,8 @@ enum KeyCommand {
         #[arg(long)]
         app: Option<String>,
     },
-    /// Revoke a key; tokens it signed stop working within auth.credential_cache_ms (default 1 s). Example: cardinal key revoke KID
+    /// Revoke a key; its tokens stop working within auth.credential_cache_ms (1 s).
+    /// Example: cardinal key revoke KID
     Revoke { kid: String },
 }
 

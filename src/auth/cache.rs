@@ -6,10 +6,8 @@
 //! `auth.credential_cache_ms` instead of at once. Token times are still checked on every
 //! request, so a cached token never outlives its `exp`.
 
-use std::time::Duration;
-
 use std::future::Future;
-use std::sync::Arc;
+use std::time::Duration;
 
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -67,9 +65,9 @@ impl CredentialCache {
         &self,
         kid: &str,
         load: impl Future<Output = Result<Option<ApiKeyRecord>, E>>,
-    ) -> Result<Option<ApiKeyRecord>, Arc<KeyLoadError<E>>>
+    ) -> Result<Option<ApiKeyRecord>, E>
     where
-        E: Send + Sync + 'static,
+        E: Clone + Send + Sync + 'static,
     {
         let loaded = self
             .keys
@@ -83,15 +81,17 @@ impl CredentialCache {
             .await;
         match loaded {
             Ok(key) => Ok(Some(key)),
-            Err(error) if matches!(*error, KeyLoadError::Unknown) => Ok(None),
-            Err(error) => Err(error),
+            Err(shared) => match &*shared {
+                KeyLoadError::Unknown => Ok(None),
+                KeyLoadError::Failed(error) => Err(error.clone()),
+            },
         }
     }
 }
 
-/// Why a key could not be loaded.
+/// Why a key could not be loaded (shared by every request that waited for the same load).
 #[derive(Debug)]
-pub(super) enum KeyLoadError<E> {
+enum KeyLoadError<E> {
     /// There is no such key.
     Unknown,
     /// The store failed.

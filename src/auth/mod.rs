@@ -18,7 +18,7 @@ use cardinal_card::{Identity, PublicKey};
 use crate::directory::Caller;
 use crate::error::ApiError;
 use crate::storage::{ApiKeyRecord, CardStore};
-use cache::{CredentialCache, KeyLoadError, VerifiedToken};
+use cache::{CredentialCache, VerifiedToken};
 
 /// Verifies tokens against the registered API keys.
 pub struct Authenticator {
@@ -150,10 +150,7 @@ impl Authenticator {
         let load = self.store.find_api_key(kid);
         let found = match &self.cache {
             None => load.await?,
-            Some(cache) => cache.key(kid, load).await.map_err(|shared| match &*shared {
-                KeyLoadError::Failed(error) => ApiError::from(error.clone()),
-                KeyLoadError::Unknown => invalid("unknown key id"),
-            })?,
+            Some(cache) => cache.key(kid, load).await?,
         };
         let key = found.ok_or_else(|| invalid("unknown key id"))?;
         if key.revoked_at.is_some() {

@@ -10,8 +10,7 @@ use sha2::{Digest, Sha256};
 /// different batches, or one batch before and after any change, never share a tag. The app is
 /// hashed too, so a tag cannot be replayed across apps.
 pub fn lookup_etag(app_id: &str, identities: &[String], versions: &[(String, i64)]) -> String {
-    let versions: HashMap<&str, i64> =
-        versions.iter().map(|(identity, version)| (identity.as_str(), *version)).collect();
+    let versions = by_identity(versions);
     let mut hasher = Sha256::new();
     hasher.update((app_id.len() as u64).to_be_bytes());
     hasher.update(app_id.as_bytes());
@@ -23,6 +22,11 @@ pub fn lookup_etag(app_id: &str, identities: &[String], versions: &[(String, i64
     }
     let digest = hasher.finalize();
     format!("\"l1-{}\"", hex::encode(&digest[..16]))
+}
+
+/// Counters by identity; an identity that is absent never changed (its counter is 0).
+pub(super) fn by_identity(versions: &[(String, i64)]) -> HashMap<&str, i64> {
+    versions.iter().map(|(identity, version)| (identity.as_str(), *version)).collect()
 }
 
 #[cfg(test)]

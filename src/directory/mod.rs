@@ -366,8 +366,8 @@ impl Directory {
 
     /// The ETag of a lookup, from the identities' change counters alone (no card is read).
     ///
-    /// Read it *before* the cards: a change landing in between then yields an old tag with a
-    /// newer body, which only costs the client one extra full response, never a stale cache.
+    /// Used to decide a 304; a full answer takes its tag from [`Self::lookup_tagged`], which
+    /// reads the counters and the cards in one snapshot.
     pub async fn lookup_tag(&self, caller: &Caller, identities: &[String]) -> Result<Revalidation, DirectoryError> {
         let tag = |versions: &[(String, i64)]| lookup_etag(&caller.app_id, identities, versions);
         let Some(cache) = &self.versions else {

@@ -2,7 +2,7 @@
 //! (a 304) needs no database round trip.
 //!
 //! Coherence: every sequencing round notifies the identities it logged (PostgreSQL
-//! LISTEN/NOTIFY, see `storage::ChangeFeed`), every process drops them, and the process that
+//! LISTEN/NOTIFY, see `CardStore::watch_changes`), every process drops them, and the process that
 //! made a change drops it itself before answering. The memory is used only while the
 //! notification connection is up: losing it empties the memory, because notifications sent
 //! meanwhile are gone. A read that raced a drop is not remembered (the generation check), so an
@@ -10,7 +10,6 @@
 //! therefore seen by others once its notification arrives (milliseconds after the write was
 //! answered); within one process, at once.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use moka::sync::Cache;
@@ -71,8 +70,7 @@ impl VersionCache {
         if !self.live.load(Ordering::SeqCst) || self.generation() != generation {
             return;
         }
-        let versions: HashMap<&str, i64> =
-            versions.iter().map(|(identity, version)| (identity.as_str(), *version)).collect();
+        let versions = super::etag::by_identity(versions);
         for identity in identities {
             self.counters.insert(key(app_id, identity), versions.get(identity.as_str()).copied().unwrap_or(0));
         }

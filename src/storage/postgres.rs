@@ -1,12 +1,11 @@
 //! The PostgreSQL backend.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::PgPool;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-
-use std::sync::Arc;
 
 use super::sequencer::Gates;
 use super::sql::{impl_card_store, parse_change_payload};
@@ -100,7 +99,7 @@ impl_card_store! {
     backend = Backend::Postgres,
     begin = "BEGIN",
     lock_row = " FOR UPDATE",
-    notify = "SELECT pg_notify('cardinal_changes', $1)",
+    notify = true,
     watch = watch,
     in_identities = "= ANY($2)",
     bind_list = identity_list,

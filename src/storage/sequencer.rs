@@ -48,8 +48,9 @@ impl Gates {
     }
 
     /// Returns once a round that started after this call has finished: every event committed
-    /// before the call is then sequenced. `round` runs only if no such round ran meanwhile.
-    pub async fn flush<F>(&self, app_id: &str, round: F) -> Result<(), StorageError>
+    /// before the call is then sequenced. `round` runs only if no such round ran meanwhile;
+    /// the result is what it moved (0 when another round covered this call).
+    pub async fn flush<F>(&self, app_id: &str, round: F) -> Result<usize, StorageError>
     where
         F: Future<Output = Result<usize, StorageError>>,
     {
@@ -57,7 +58,7 @@ impl Gates {
         let ticket = gate.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _running = gate.round.lock().await;
         if gate.completed.load(Ordering::SeqCst) >= ticket {
-            return Ok(());
+            return Ok(0);
         }
         if gate.attempted.load(Ordering::SeqCst) >= ticket {
             return Err(StorageError::Unavailable("the sequencing round for this write failed".into()));
@@ -66,9 +67,9 @@ impl Gates {
         // reads the queue after this load: it sees all of their events.
         let covers = gate.requested.load(Ordering::SeqCst);
         gate.attempted.fetch_max(covers, Ordering::SeqCst);
-        round.await?;
+        let moved = round.await?;
         gate.completed.fetch_max(covers, Ordering::SeqCst);
-        Ok(())
+        Ok(moved)
     }
 }
 
@@ -77,51 +78,45 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    #[tokio::test]
-    async fn concurrent_flushes_share_rounds_and_each_waits_for_one_that_covers_it() {
+    /// `writers` concurrent flushes whose rounds each take 20 ms and end with `outcome`; returns
+    /// each flush's result and how many rounds ran.
+    async fn concurrent_flushes(
+        writers: usize,
+        outcome: fn() -> Result<usize, StorageError>,
+    ) -> (Vec<Result<usize, StorageError>>, usize) {
         let gates = Arc::new(Gates::default());
         let rounds = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
-        for _ in 0..50 {
+        for _ in 0..writers {
             let (gates, rounds) = (gates.clone(), rounds.clone());
             tasks.push(tokio::spawn(async move {
                 gates
                     .flush("app", async {
                         rounds.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        Ok(0)
+                        outcome()
                     })
                     .await
             }));
         }
+        let mut results = Vec::new();
         for task in tasks {
-            task.await.unwrap().unwrap();
+            results.push(task.await.unwrap());
         }
-        let rounds = rounds.load(Ordering::SeqCst);
+        (results, rounds.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn concurrent_flushes_share_rounds_and_each_waits_for_one_that_covers_it() {
+        let (results, rounds) = concurrent_flushes(50, || Ok(0)).await;
+        assert!(results.iter().all(Result::is_ok));
         assert!((1..50).contains(&rounds), "50 waiting writers were served by {rounds} rounds");
     }
 
     #[tokio::test]
     async fn writers_queued_behind_a_failed_round_fail_at_once_instead_of_each_retrying() {
-        let gates = Arc::new(Gates::default());
-        let rounds = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..20 {
-            let (gates, rounds) = (gates.clone(), rounds.clone());
-            tasks.push(tokio::spawn(async move {
-                gates
-                    .flush("app", async {
-                        rounds.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        Err::<usize, _>(StorageError::Unavailable("down".into()))
-                    })
-                    .await
-            }));
-        }
-        for task in tasks {
-            assert!(task.await.unwrap().is_err());
-        }
-        let rounds = rounds.load(Ordering::SeqCst);
+        let (results, rounds) = concurrent_flushes(20, || Err(StorageError::Unavailable("down".into()))).await;
+        assert!(results.iter().all(Result::is_err));
         assert!(rounds <= 2, "20 writers behind a failing round tried {rounds} rounds");
     }
 
@@ -129,8 +124,9 @@ mod tests {
     async fn a_flush_after_a_round_runs_its_own() {
         let gates = Gates::default();
         let rounds = AtomicUsize::new(0);
-        for _ in 0..3 {
-            gates.flush("app", async { Ok(rounds.fetch_add(1, Ordering::SeqCst)) }).await.unwrap();
+        for n in 0..3 {
+            let moved = gates.flush("app", async { Ok(rounds.fetch_add(1, Ordering::SeqCst) + 10) }).await.unwrap();
+            assert_eq!(moved, n + 10, "a flush reports what its own round moved");
         }
         assert_eq!(rounds.load(Ordering::SeqCst), 3);
     }

@@ -270,10 +270,15 @@ macro_rules! impl_card_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::error)?;
-                if !$notify.is_empty() {
+                if $notify {
                     // Delivered at commit, to every process listening (versions caches).
                     for payload in $crate::storage::sql::change_payloads(app_id, &changed) {
-                        sqlx::query($notify).bind(payload).execute(&mut *tx).await.map_err(Self::error)?;
+                        sqlx::query("SELECT pg_notify($1, $2)")
+                            .bind($crate::storage::CHANGES_CHANNEL)
+                            .bind(payload)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(Self::error)?;
                     }
                 }
                 tx.commit().await.map_err(Self::error)?;
@@ -795,15 +800,7 @@ macro_rules! impl_card_store {
                 let mut total = 0;
                 for row in &apps {
                     let app_id: String = row.try_get(0).map_err(Self::error)?;
-                    let moved = std::sync::atomic::AtomicUsize::new(0);
-                    self.gates
-                        .flush(&app_id, async {
-                            let n = self.drain_queue(&app_id).await?;
-                            moved.store(n, std::sync::atomic::Ordering::Relaxed);
-                            Ok(n)
-                        })
-                        .await?;
-                    total += moved.load(std::sync::atomic::Ordering::Relaxed);
+                    total += self.gates.flush(&app_id, self.drain_queue(&app_id)).await?;
                 }
                 Ok(total)
             }

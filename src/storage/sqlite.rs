@@ -1,13 +1,12 @@
 //! The embedded SQLite backend.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-
-use std::sync::Arc;
 
 use super::sequencer::Gates;
 use super::sql::impl_card_store;
@@ -85,7 +84,7 @@ impl_card_store! {
     backend = Backend::Sqlite,
     begin = "BEGIN IMMEDIATE",
     lock_row = "",
-    notify = "",
+    notify = false,
     watch = watch,
     in_identities = "IN (SELECT value FROM json_each($2))",
     bind_list = identity_list,
