@@ -179,6 +179,18 @@ pub struct Limits {
     pub token_max_bytes: usize,
     /// All request headers' bytes.
     pub header_bytes: usize,
+    /// Decoded snapshot bytes.
+    pub snapshot_bytes: usize,
+    /// Decoded bytes of one signature.
+    pub signature_bytes: usize,
+    /// Bytes of a card as stored and served.
+    pub card_bytes: usize,
+    /// Live chains per identity in apps that allow several.
+    pub live_chains_per_identity: i64,
+    /// Newest cards of each chain in a Virgil search.
+    pub search_cards_per_chain: i64,
+    /// Bytes of one answer's cards or events.
+    pub answer_bytes: usize,
 }
 
 impl Limits {
@@ -190,6 +202,9 @@ impl Limits {
             min_public_key_bytes: self.public_key_min_bytes,
             max_public_key_bytes: self.public_key_max_bytes,
             max_identity_bytes: self.identity_max_bytes.min(cardinal_card::identity::MAX_IDENTITY_BYTES),
+            max_snapshot_bytes: self.snapshot_bytes,
+            max_signature_bytes: self.signature_bytes,
+            max_card_bytes: self.card_bytes,
         }
     }
 }

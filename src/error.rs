@@ -75,6 +75,9 @@ pub fn status_of(code: ProblemCode) -> StatusCode {
         | SelfSignatureMissing
         | ExtraSnapshotTooLarge
         | BadSignature
+        | SnapshotTooLarge
+        | CardTooLarge
+        | AnswerTooLarge
         | InvalidIdentity
         | InvalidCardId
         | TooManyIdentities
@@ -83,7 +86,9 @@ pub fn status_of(code: ProblemCode) -> StatusCode {
         IdentityMismatch | Forbidden => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        CardExists | IdentityTaken | AlreadySuperseded | ChainRevoked | PreviousCardMismatch => StatusCode::CONFLICT,
+        CardExists | IdentityTaken | AlreadySuperseded | ChainRevoked | PreviousCardMismatch | TooManyChains => {
+            StatusCode::CONFLICT
+        }
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -140,6 +145,10 @@ impl From<StorageError> for ApiError {
                 ApiError::new(ProblemCode::Unavailable, "the database is unavailable; retry shortly")
             }
             StorageError::NotFound => ApiError::not_found("not found"),
+            StorageError::TooLarge { max_bytes } => ApiError::new(
+                ProblemCode::AnswerTooLarge,
+                format!("the answer would exceed {max_bytes} bytes; ask for fewer identities per request"),
+            ),
             other => ApiError::internal(&other),
         }
     }
@@ -159,7 +168,13 @@ impl From<CardError> for ApiError {
             PublicKeyNotBase64 | InvalidKey(_) => (ProblemCode::InvalidPublicKey, 40012),
             PublicKeyTooShort { .. } => (ProblemCode::InvalidPublicKey, 40030),
             PublicKeyTooLong { .. } => (ProblemCode::InvalidPublicKey, 40029),
-            UnsupportedKeyType => (ProblemCode::UnsupportedKeyType, 40012),
+            // Virgil has no code for these; Cardinal's own are 4004x (README, "Coming from Virgil").
+            UnsupportedKeyType => (ProblemCode::UnsupportedKeyType, virgil::UNSUPPORTED_KEY_TYPE),
+            WeakKey => (ProblemCode::InvalidPublicKey, virgil::WEAK_KEY),
+            SnapshotTooLong { .. } => (ProblemCode::SnapshotTooLarge, virgil::SNAPSHOT_TOO_LARGE),
+            UnknownSnapshotField(_) => (ProblemCode::InvalidSnapshot, virgil::UNKNOWN_SNAPSHOT_FIELD),
+            SignatureTooLong { .. } => (ProblemCode::InvalidSignatureEntry, virgil::SIGNATURE_TOO_LONG),
+            CardTooLarge { .. } => (ProblemCode::CardTooLarge, virgil::CARD_TOO_LARGE),
             InvalidPreviousCardId => (ProblemCode::InvalidPreviousCardId, 40014),
             InvalidCardId => (ProblemCode::InvalidCardId, 10001),
             NoSignatures => (ProblemCode::InvalidSignatureEntry, 40022),
@@ -194,6 +209,8 @@ impl From<DirectoryError> for ApiError {
             E::ChainRevoked => ProblemCode::ChainRevoked,
             E::CardExists => ProblemCode::CardExists,
             E::IdentityTaken => ProblemCode::IdentityTaken,
+            E::TooManyChains { .. } => ProblemCode::TooManyChains,
+            E::AnswerTooLarge { .. } => ProblemCode::AnswerTooLarge,
             E::TooManyIdentities { .. } => ProblemCode::TooManyIdentities,
             E::NoIdentities => return ApiError::new(ProblemCode::InvalidRequest, detail).with_virgil_code(40200),
             E::InvalidReason(_) | E::InvalidPage(_) => ProblemCode::InvalidRequest,
@@ -202,6 +219,29 @@ impl From<DirectoryError> for ApiError {
         };
         ApiError::new(code, detail)
     }
+}
+
+/// Cardinal's own numeric codes on the Virgil surface, for refusals Virgil's service has no code
+/// for. They sit above Virgil's 400xx card codes, which end at 40037.
+pub mod virgil {
+    /// A second live chain under the single-chain policy.
+    pub const IDENTITY_TAKEN: u32 = 40040;
+    /// A card key that is not Ed25519.
+    pub const UNSUPPORTED_KEY_TYPE: u32 = 40041;
+    /// A small-order or non-canonical Ed25519 key.
+    pub const WEAK_KEY: u32 = 40042;
+    /// A snapshot over `limits.snapshot_bytes`.
+    pub const SNAPSHOT_TOO_LARGE: u32 = 40043;
+    /// A snapshot field the card format does not define.
+    pub const UNKNOWN_SNAPSHOT_FIELD: u32 = 40044;
+    /// A signature over `limits.signature_bytes`.
+    pub const SIGNATURE_TOO_LONG: u32 = 40045;
+    /// A card over `limits.card_bytes`.
+    pub const CARD_TOO_LARGE: u32 = 40046;
+    /// More live chains than `limits.live_chains_per_identity`.
+    pub const TOO_MANY_CHAINS: u32 = 40047;
+    /// An answer over `limits.answer_bytes`.
+    pub const ANSWER_TOO_LARGE: u32 = 40048;
 }
 
 /// The same error on the Virgil Cards v5 surface: Virgil's status and numeric code in a
@@ -227,7 +267,10 @@ pub fn virgil_status_and_code(error: &ApiError) -> (StatusCode, u32) {
         CardExists => (StatusCode::BAD_REQUEST, 40027),
         // Virgil itself allowed several root cards per identity; Cardinal's single-chain
         // policy has no Virgil code, so it keeps the native status with a code of its own.
-        IdentityTaken => (StatusCode::CONFLICT, 40040),
+        IdentityTaken => (StatusCode::CONFLICT, virgil::IDENTITY_TAKEN),
+        TooManyChains => (StatusCode::CONFLICT, virgil::TOO_MANY_CHAINS),
+        // The SDKs surface the search limit's code; the remedy is the same: ask for fewer.
+        AnswerTooLarge => (StatusCode::BAD_REQUEST, virgil::ANSWER_TOO_LARGE),
         PreviousCardNotFound => (StatusCode::BAD_REQUEST, 40015),
         PreviousCardMismatch => (StatusCode::BAD_REQUEST, 40032),
         AlreadySuperseded => (StatusCode::BAD_REQUEST, 40037),
@@ -250,6 +293,8 @@ pub fn virgil_status_and_code(error: &ApiError) -> (StatusCode, u32) {
         | DuplicateSigner
         | SelfSignatureMissing
         | ExtraSnapshotTooLarge
+        | SnapshotTooLarge
+        | CardTooLarge
         | BadSignature => (StatusCode::BAD_REQUEST, 40003),
     };
     (status, error.virgil_code.unwrap_or(code))

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod files;
 pub mod manage;
 pub mod metrics;
 pub mod ratelimit;

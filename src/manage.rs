@@ -65,6 +65,9 @@ pub async fn add_key(
     if store.find_app(app_id).await?.is_none() {
         bail!("there is no app {app_id:?}; create it with `cardinal app create {app_id}`");
     }
+    // A small-order key would let anyone forge its tokens under a lax verifier; a non-canonical
+    // one is a second spelling of some key. Neither is what an honest generator produces.
+    public_key.check_strong().context("refusing this public key")?;
     let kid = kid.unwrap_or_else(new_kid);
     if kid.is_empty() || kid.len() > 128 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
         bail!("key ids are 1 to 128 printable ASCII characters without spaces");
@@ -94,21 +97,21 @@ pub async fn revoke_key(store: &dyn CardStore, kid: &str, actor: &str) -> anyhow
     }
 }
 
-/// Writes a private key readable by its owner only.
+/// Writes a new private key readable by its owner only. The file must not exist, and a symlink
+/// in its place is refused (O_EXCL, O_NOFOLLOW): a key is never written through a link someone
+/// planted, nor over another key.
 pub fn write_private_key(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(dir) = path.parent() {
+        crate::files::create_private_dir(dir)?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    // The mode above applies only when the file is created; tighten an existing one too.
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        .with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
     file.write_all(key.to_pkcs8_pem().as_bytes())?;
     file.sync_all()?;
     Ok(())

@@ -1,30 +1,69 @@
 //! Rate limits: per client address before anything else runs, per authenticated identity once the
 //! token is verified (an unverified `sub` would let anyone spend a victim's quota). Each is set
-//! per route class: writes (publish, revoke) and reads (lookups, get, events).
+//! per route class: writes (publish, revoke) and reads (lookups, gets, events, and every request
+//! that matches no route).
+//!
+//! The class is the matched route's, attached to each resource when routes are registered and
+//! read after routing: classifying the raw path instead let `/v1/%63ards` (which actix routes to
+//! `/v1/cards`) past every limit.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::ServiceRequest;
-use actix_web::http::Method;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderName;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, ResponseError, web};
 use cardinal_card::wire::ProblemCode;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 
 use crate::directory::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, VirgilError};
+use crate::metrics::Metrics;
 
-/// Which limits a route falls under.
+/// Which limits a route falls under, attached to the route as resource data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
     /// Publish and revoke.
     Write,
-    /// Lookups, gets, searches, events.
+    /// Lookups, gets, searches, events, documentation, and requests that match no route.
     Read,
+    /// Liveness and metrics: probes must get through during an attack.
+    Exempt,
+}
+
+/// Which error format a route speaks, attached to the route as resource data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `application/problem+json`.
+    Native,
+    /// Virgil's `{"code","message"}`.
+    Virgil,
+}
+
+impl Surface {
+    /// The surface of a request: its route's, else the native one.
+    pub fn of(request: &HttpRequest) -> Surface {
+        request.app_data::<Surface>().copied().unwrap_or(Surface::Native)
+    }
+
+    /// The surface of a path that has not been routed yet (as the router sees it: decoded).
+    pub fn of_path(path: &str) -> Surface {
+        if path.starts_with(crate::routes::virgil::CARDS_PREFIX) { Surface::Virgil } else { Surface::Native }
+    }
+
+    /// `error` rendered the way this surface speaks.
+    pub fn render(self, error: ApiError) -> actix_web::HttpResponse {
+        match self {
+            Surface::Native => error.error_response(),
+            Surface::Virgil => VirgilError(error).error_response(),
+        }
+    }
 }
 
 /// `[rate_limits.write]` or `[rate_limits.read]`: sustained rate and burst, per address and
@@ -46,9 +85,13 @@ pub struct ClassLimits {
 pub struct RateLimitSettings {
     /// Master switch.
     pub enabled: bool,
-    /// A header set by a trusted proxy that names the client address (`X-Forwarded-For`, whose
-    /// first address is taken, or `X-Real-IP`). Empty: the peer address.
+    /// A header set by trusted proxies that names the client address: `X-Forwarded-For` (read
+    /// from the right, see `trusted_proxy_hops`) or `X-Real-IP`. Empty: the peer address.
     pub trusted_client_ip_header: String,
+    /// How many trusted proxies append to `X-Forwarded-For` in front of Cardinal: the client is
+    /// the entry this far from the right (1: the right-most). Entries further left were written
+    /// by the client and are ignored.
+    pub trusted_proxy_hops: usize,
     /// Publish and revoke.
     pub write: ClassLimits,
     /// Everything else that reads.
@@ -79,6 +122,7 @@ impl Limiters {
 pub struct RateLimiter {
     enabled: bool,
     client_ip_header: Option<HeaderName>,
+    proxy_hops: usize,
     write: Limiters,
     read: Limiters,
 }
@@ -86,6 +130,21 @@ pub struct RateLimiter {
 fn limited(wait: Duration) -> ApiError {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
     ApiError::new(ProblemCode::RateLimited, format!("too many requests; retry in {seconds} s")).retry_after(seconds)
+}
+
+/// The key an address is limited under: IPv4 as is, IPv6 by its /64 (one subscriber's
+/// allocation, which holds 2^64 addresses to rotate through).
+pub fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 impl RateLimiter {
@@ -97,64 +156,59 @@ impl RateLimiter {
             client_ip_header: (!header.is_empty())
                 .then(|| HeaderName::try_from(header.to_ascii_lowercase()).ok())
                 .flatten(),
+            proxy_hops: settings.trusted_proxy_hops.max(1),
             write: Limiters::new(&settings.write),
             read: Limiters::new(&settings.read),
         })
     }
 
-    fn limiters(&self, class: RouteClass) -> &Limiters {
+    fn limiters(&self, class: RouteClass) -> Option<&Limiters> {
         match class {
-            RouteClass::Write => &self.write,
-            RouteClass::Read => &self.read,
+            RouteClass::Write => Some(&self.write),
+            RouteClass::Read => Some(&self.read),
+            RouteClass::Exempt => None,
         }
     }
 
-    /// The route class of a request; `None` for health, metrics and documentation.
-    pub fn classify(method: &Method, path: &str) -> Option<RouteClass> {
-        let api = path.starts_with("/v1/cards") || path.starts_with("/v1/admin") || path.starts_with("/card/v5");
-        if !api {
-            return None;
-        }
-        let searching = path.ends_with("/search");
-        Some(if *method == Method::POST && !searching { RouteClass::Write } else { RouteClass::Read })
-    }
-
-    /// The client's address: the trusted proxy header if configured and valid, else the peer.
-    pub fn client_address(&self, request: &ServiceRequest) -> Option<IpAddr> {
+    /// The client's address: from the trusted proxy header if configured and well-formed, else
+    /// the peer. In a list, the entry `trusted_proxy_hops` from the right: each trusted proxy
+    /// appended the address it saw, so everything to its left came from the client.
+    pub fn client_address(&self, request: &HttpRequest) -> Option<IpAddr> {
         if let Some(header) = &self.client_ip_header {
-            let named = request.headers().get(header).and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next());
-            if let Some(address) = named.and_then(|v| v.trim().parse().ok()) {
+            let named = request.headers().get(header).and_then(|v| v.to_str().ok()).and_then(|value| {
+                let entries: Vec<&str> = value.split(',').map(str::trim).collect();
+                entries.len().checked_sub(self.proxy_hops).map(|i| entries[i])
+            });
+            if let Some(address) = named.and_then(|v| v.parse().ok()) {
                 return Some(address);
             }
         }
         request.peer_addr().map(|a| a.ip())
     }
 
-    /// Checks the per-address limit of a request.
-    pub fn check_address(&self, request: &ServiceRequest) -> Result<(), ApiError> {
+    /// Checks the per-address limit of a routed request of `class`.
+    pub fn check_address(&self, request: &HttpRequest, class: RouteClass) -> Result<(), ApiError> {
         if !self.enabled {
             return Ok(());
         }
-        let (Some(class), Some(address)) =
-            (Self::classify(request.method(), request.path()), self.client_address(request))
-        else {
+        let (Some(limiters), Some(address)) = (self.limiters(class), self.client_address(request)) else {
             return Ok(());
         };
-        match &self.limiters(class).by_address {
+        match &limiters.by_address {
             Some(limiter) => limiter
-                .check_key(&address)
+                .check_key(&address_key(address))
                 .map_err(|not_until| limited(not_until.wait_time_from(DefaultClock::default().now()))),
             None => Ok(()),
         }
     }
 
-    /// Checks the per-identity limit of an authenticated request.
-    pub fn check_identity(&self, method: &Method, path: &str, caller: &Caller) -> Result<(), ApiError> {
+    /// Checks the per-identity limit of an authenticated request of `class`.
+    pub fn check_identity(&self, class: RouteClass, caller: &Caller) -> Result<(), ApiError> {
         if !self.enabled {
             return Ok(());
         }
-        let Some(class) = Self::classify(method, path) else { return Ok(()) };
-        match &self.limiters(class).by_identity {
+        let Some(limiters) = self.limiters(class) else { return Ok(()) };
+        match &limiters.by_identity {
             Some(limiter) => limiter
                 .check_key(&(caller.app_id.clone(), caller.subject.clone()))
                 .map_err(|not_until| limited(not_until.wait_time_from(DefaultClock::default().now()))),
@@ -177,20 +231,91 @@ impl RateLimiter {
     }
 }
 
+/// The class of a routed request: its route's; a request that matched no route is a read.
+pub fn class_of(request: &HttpRequest) -> RouteClass {
+    request.app_data::<RouteClass>().copied().unwrap_or(RouteClass::Read)
+}
+
+/// The per-address check for a request, counting refusals; used by the route middleware and by
+/// the handlers of unmatched paths (which no route middleware wraps).
+pub fn admit(request: &HttpRequest) -> Result<(), ApiError> {
+    let Some(limiter) = request.app_data::<web::Data<RateLimiter>>() else { return Ok(()) };
+    limiter.check_address(request, class_of(request)).inspect_err(|_| {
+        if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
+            metrics.rate_limited.with_label_values(&["address"]).inc();
+        }
+    })
+}
+
+/// Route middleware, run after routing: names the matched route in the request's log span and
+/// applies the per-address limit of its class.
+pub async fn limit_route(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if let Some(pattern) = request.match_pattern() {
+        tracing::Span::current().record("route", pattern.as_str());
+    }
+    match admit(request.request()) {
+        Ok(()) => next.call(request).await.map(ServiceResponse::map_into_left_body),
+        Err(error) => {
+            let response = Surface::of(request.request()).render(error);
+            Ok(request.into_response(response).map_into_right_body())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn routes_fall_into_write_and_read_classes() {
-        assert_eq!(RateLimiter::classify(&Method::POST, "/v1/cards"), Some(RouteClass::Write));
-        assert_eq!(RateLimiter::classify(&Method::POST, "/v1/cards/ab/revoke"), Some(RouteClass::Write));
-        assert_eq!(RateLimiter::classify(&Method::POST, "/card/v5/actions/revoke/ab"), Some(RouteClass::Write));
-        assert_eq!(RateLimiter::classify(&Method::POST, "/v1/cards/search"), Some(RouteClass::Read));
-        assert_eq!(RateLimiter::classify(&Method::POST, "/card/v5/actions/search"), Some(RouteClass::Read));
-        assert_eq!(RateLimiter::classify(&Method::GET, "/v1/cards"), Some(RouteClass::Read));
-        assert_eq!(RateLimiter::classify(&Method::GET, "/v1/admin/events"), Some(RouteClass::Read));
-        assert_eq!(RateLimiter::classify(&Method::GET, "/healthz"), None);
-        assert_eq!(RateLimiter::classify(&Method::GET, "/metrics"), None);
+    fn ipv6_clients_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        assert_eq!(address_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(address_key("10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    fn limiter_with(header: &str, hops: usize) -> Arc<RateLimiter> {
+        let off = ClassLimits {
+            per_address_per_second: 0,
+            per_address_burst: 0,
+            per_identity_per_second: 0,
+            per_identity_burst: 0,
+        };
+        RateLimiter::new(&RateLimitSettings {
+            enabled: true,
+            trusted_client_ip_header: header.into(),
+            trusted_proxy_hops: hops,
+            write: off,
+            read: off,
+        })
+    }
+
+    #[test]
+    fn forwarded_for_is_read_from_the_right_past_the_trusted_hops() {
+        let request = |xff: &str| {
+            actix_web::test::TestRequest::default()
+                .insert_header(("X-Forwarded-For", xff))
+                .peer_addr("192.0.2.9:1234".parse().unwrap())
+                .to_http_request()
+        };
+        let one = limiter_with("X-Forwarded-For", 1);
+        // The client wrote "6.6.6.6"; the proxy appended the address it saw.
+        assert_eq!(one.client_address(&request("6.6.6.6, 203.0.113.7")), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(one.client_address(&request("203.0.113.7")), Some("203.0.113.7".parse().unwrap()));
+        let two = limiter_with("X-Forwarded-For", 2);
+        assert_eq!(
+            two.client_address(&request("6.6.6.6, 203.0.113.7, 10.0.0.2")),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        // Fewer entries than trusted hops: the request did not come through the proxies.
+        assert_eq!(two.client_address(&request("203.0.113.7")), Some("192.0.2.9".parse().unwrap()));
+        assert_eq!(one.client_address(&request("not an address")), Some("192.0.2.9".parse().unwrap()));
+        assert_eq!(limiter_with("", 1).client_address(&request("203.0.113.7")), Some("192.0.2.9".parse().unwrap()));
     }
 }

@@ -9,8 +9,8 @@ use actix_cors::Cors;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
-use actix_web::middleware::{Condition, Next, NormalizePath, TrailingSlash, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use actix_web::middleware::{Condition, DefaultHeaders, Next, NormalizePath, TrailingSlash, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
 use actix_web_prom::PrometheusMetricsBuilder;
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -18,10 +18,10 @@ use secrecy::ExposeSecret;
 use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
 use crate::config::{CorsSettings, Settings};
 use crate::directory::{Directory, Rules, VersionCache};
-use crate::error::{ApiError, VirgilError};
+use crate::error::ApiError;
 use crate::manage;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, Surface};
 use crate::routes::health::ReadinessTimeout;
 use crate::routes::{self, BodyLimit};
 use crate::storage::{self, Backend, CardStore};
@@ -74,6 +74,9 @@ impl Application {
             identities_per_lookup: settings.limits.identities_per_lookup,
             reason_max_bytes: settings.limits.reason_max_bytes,
             events_page_max: settings.limits.events_page_max,
+            live_chains_per_identity: settings.limits.live_chains_per_identity.max(1),
+            search_cards_per_chain: settings.limits.search_cards_per_chain.max(1),
+            answer_bytes: settings.limits.answer_bytes,
         };
         let policy = TokenPolicy {
             max_lifetime_secs: settings.auth.max_token_lifetime_secs,
@@ -136,9 +139,10 @@ impl Application {
                     web::PathConfig::default().error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
                 )
                 .configure(routes::configure)
-                // Outermost last: ids and logs cover everything, CORS answers preflights before
-                // limits, and metrics count the requests that limits refuse.
+                // Outermost last: ids and logs cover everything, CORS answers preflights, and
+                // metrics count the requests that limits (applied per route) refuse.
                 .wrap(from_fn(guard_requests))
+                .wrap(security_headers())
                 .wrap(prometheus.clone())
                 .wrap(Condition::new(!cors.allowed_origins.is_empty(), cors_policy(&cors)))
                 // Virgil's SDKs build URLs as apiUrl + "/card/v5": a trailing slash in apiUrl
@@ -251,37 +255,32 @@ async fn sweep_event_queue(store: &dyn CardStore) {
 struct HeaderLimit(usize);
 
 /// Refuses, before any other work, requests whose headers are too large (actix alone accepts
-/// up to 128 KiB) and requests over their client address's rate limit.
+/// up to 128 KiB). Rate limits run later, once the route is known (`ratelimit::limit_route`).
 async fn guard_requests(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let header_bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     let header_limit = request.app_data::<web::Data<HeaderLimit>>().map_or(usize::MAX, |l| l.0);
-    let refused = if header_bytes > header_limit {
-        Some(ApiError::new(
-            cardinal_card::wire::ProblemCode::HeadersTooLarge,
-            format!("the request headers exceed {header_limit} bytes"),
-        ))
-    } else {
-        let limited =
-            request.app_data::<web::Data<RateLimiter>>().and_then(|limiter| limiter.check_address(&request).err());
-        if limited.is_some()
-            && let Some(metrics) = request.app_data::<web::Data<Metrics>>()
-        {
-            metrics.rate_limited.with_label_values(&["address"]).inc();
-        }
-        limited
-    };
-    let Some(error) = refused else {
+    if header_bytes <= header_limit {
         return next.call(request).await.map(ServiceResponse::map_into_left_body);
-    };
-    let response = if request.path().starts_with("/card/v5") {
-        VirgilError(error).error_response()
-    } else {
-        error.error_response()
-    };
+    }
+    let error = ApiError::new(
+        cardinal_card::wire::ProblemCode::HeadersTooLarge,
+        format!("the request headers exceed {header_limit} bytes"),
+    );
+    // Not routed yet: the path as the router will see it (percent-decoded) names the surface.
+    let response = Surface::of_path(request.match_info().as_str()).render(error);
     Ok(request.into_response(response).map_into_right_body())
+}
+
+/// The API answers JSON and text to programs: nothing it serves is a page to frame, sniff or
+/// run scripts in. `/docs` sets a policy of its own (its files need scripts and styles).
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"))
 }
 
 /// The CORS policy browser clients need: Virgil's request headers allowed, the headers its

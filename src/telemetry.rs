@@ -53,10 +53,16 @@ pub async fn trace_requests(
         .filter(|v| well_formed(v))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     request.extensions_mut().insert(RequestId(id.clone()));
-    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
+    // The route is known only once the router has run: the route middleware records it.
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), route = tracing::field::Empty);
     let started = std::time::Instant::now();
     let mut response = next.call(request).instrument(span.clone()).await?;
+    // Every route is wrapped by the route middleware, which named it: only a request that
+    // matched none is left to name.
+    if response.request().match_pattern().is_none() {
+        span.record("route", "unmatched");
+    }
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {

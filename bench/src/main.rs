@@ -90,6 +90,7 @@ fn signed(
         app_id: APP.into(),
         id: parsed.id.to_string(),
         identity: identity.into(),
+        chain_index: 0,
         created_at: parsed.content.created_at,
         published_at: now(),
         public_key: parsed.content.public_key_base64.clone(),
@@ -104,7 +105,7 @@ async fn seed_identity(store: &dyn CardStore, service: &SigningKey, n: usize) ->
     store
         .insert_card(
             &card,
-            &Placement::Root { exclusive: true },
+            &Placement::Root { exclusive: true, max_live_chains: 1 },
             &[event(EventKind::CardPublished, &card.id, &identity)],
         )
         .await?;

@@ -2,7 +2,7 @@
 //! including registered keys of every length (a short key used to panic inside jsonwebtoken).
 #![no_main]
 
-use cardinal_server::auth::jwt::{eddsa_kid, verify_eddsa};
+use cardinal_server::auth::jwt::{eddsa_kid, unverified_claims, verify_eddsa};
 use cardinal_server::storage::{ApiKeyRecord, KeyRole};
 use libfuzzer_sys::fuzz_target;
 
@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let Ok(token) = std::str::from_utf8(rest) else { return };
     let _ = eddsa_kid(token);
+    let _ = unverified_claims(token);
     let public_key = (0..key_len).map(|i| i as u8).collect();
     let key = ApiKeyRecord { kid: "k".into(), app_id: "a".into(), role: KeyRole::App, public_key, created_at: 0, revoked_at: None };
     let _ = verify_eddsa(token, &key);

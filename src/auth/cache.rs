@@ -3,11 +3,14 @@
 //! Without it every request reads its key from the database and verifies a signature: on the
 //! lookup and revalidation paths that read is half the round trips. The price is that revoking
 //! an API key (which happens in another process, `cardinal key revoke`) takes effect within
-//! `auth.credential_cache_ms` instead of at once. Token times are still checked on every
-//! request, so a cached token never outlives its `exp`.
+//! `auth.credential_cache_ms` instead of at once. A token is remembered no longer than the key
+//! it was verified with (so the window is not doubled by a token verified against a key read
+//! just before it expired), and token times are still checked on every request, so a cached
+//! token never outlives its `exp`. Unknown key ids are remembered too, apart, so that tokens
+//! naming random kids cost one database read per kid and window, and cannot evict real keys.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -21,13 +24,24 @@ use crate::storage::ApiKeyRecord;
 pub(super) struct VerifiedToken {
     pub caller: Caller,
     pub times: TokenTimes,
+    /// When the key it was verified with was read: the token is forgotten with that key.
+    pub key_read_at: Instant,
+}
+
+/// A key as read, and when.
+#[derive(Debug, Clone)]
+pub(super) struct KnownKey {
+    pub record: ApiKeyRecord,
+    pub read_at: Instant,
 }
 
 /// Both memories, or none when the window is zero.
 pub(super) struct CredentialCache {
+    window: Duration,
     /// Loads of one kid are shared: when an entry expires under load, one request reads it
     /// and the others wait for that read instead of each sending their own.
-    keys: moka::future::Cache<String, ApiKeyRecord>,
+    keys: moka::future::Cache<String, KnownKey>,
+    unknown_kids: Cache<String, ()>,
     tokens: Cache<[u8; 32], VerifiedToken>,
 }
 
@@ -41,7 +55,9 @@ impl CredentialCache {
             return None;
         }
         Some(CredentialCache {
+            window,
             keys: moka::future::Cache::builder().max_capacity(MAX_KEYS).time_to_live(window).build(),
+            unknown_kids: Cache::builder().max_capacity(MAX_KEYS).time_to_live(window).build(),
             tokens: Cache::builder().max_capacity(max_tokens).time_to_live(window).build(),
         })
     }
@@ -52,28 +68,33 @@ impl CredentialCache {
         Sha256::digest(authorization).into()
     }
 
-    pub fn token(&self, digest: &[u8; 32]) -> Option<VerifiedToken> {
-        self.tokens.get(digest)
+    /// A remembered token, unless the key it was verified with is older than the window.
+    pub fn token(&self, digest: &[u8; 32], now: Instant) -> Option<VerifiedToken> {
+        self.tokens.get(digest).filter(|token| now.saturating_duration_since(token.key_read_at) < self.window)
     }
 
     pub fn remember_token(&self, digest: [u8; 32], token: VerifiedToken) {
         self.tokens.insert(digest, token);
     }
 
-    /// The key, remembered or loaded by `load` (`None`: no such key, which is not remembered).
+    /// The key, remembered or loaded by `load` (`None`: no such key, remembered as unknown).
     pub async fn key<E>(
         &self,
         kid: &str,
+        now: Instant,
         load: impl Future<Output = Result<Option<ApiKeyRecord>, E>>,
-    ) -> Result<Option<ApiKeyRecord>, E>
+    ) -> Result<Option<KnownKey>, E>
     where
         E: Clone + Send + Sync + 'static,
     {
+        if self.unknown_kids.contains_key(kid) {
+            return Ok(None);
+        }
         let loaded = self
             .keys
             .try_get_with_by_ref(kid, async {
                 match load.await {
-                    Ok(Some(key)) => Ok(key),
+                    Ok(Some(record)) => Ok(KnownKey { record, read_at: now }),
                     Ok(None) => Err(KeyLoadError::Unknown),
                     Err(error) => Err(KeyLoadError::Failed(error)),
                 }
@@ -82,7 +103,10 @@ impl CredentialCache {
         match loaded {
             Ok(key) => Ok(Some(key)),
             Err(shared) => match &*shared {
-                KeyLoadError::Unknown => Ok(None),
+                KeyLoadError::Unknown => {
+                    self.unknown_kids.insert(kid.to_owned(), ());
+                    Ok(None)
+                }
                 KeyLoadError::Failed(error) => Err(error.clone()),
             },
         }
@@ -96,4 +120,68 @@ enum KeyLoadError<E> {
     Unknown,
     /// The store failed.
     Failed(E),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::storage::KeyRole;
+
+    fn record() -> ApiKeyRecord {
+        ApiKeyRecord {
+            kid: "k".into(),
+            app_id: "a".into(),
+            role: KeyRole::App,
+            public_key: vec![1; 32],
+            created_at: 0,
+            revoked_at: None,
+        }
+    }
+
+    fn verified(key_read_at: Instant) -> VerifiedToken {
+        VerifiedToken {
+            caller: Caller { app_id: "a".into(), subject: "alice".into(), role: KeyRole::App, kid: "k".into() },
+            times: TokenTimes { iat: 0, exp: 1, nbf: None },
+            key_read_at,
+        }
+    }
+
+    /// The review measured revocations taking up to twice the window: a token first seen just
+    /// before its key's entry expired got a fresh window of its own.
+    #[test]
+    fn a_token_is_forgotten_with_the_key_it_was_verified_with() {
+        let window = Duration::from_secs(1);
+        let cache = CredentialCache::new(window, 100).unwrap();
+        let key_read_at = Instant::now();
+        let digest = CredentialCache::token_digest(b"Bearer late-token");
+        // Verified 900 ms after the key was read, against that cached key.
+        cache.remember_token(digest, verified(key_read_at));
+        assert!(cache.token(&digest, key_read_at + Duration::from_millis(900)).is_some());
+        assert!(
+            cache.token(&digest, key_read_at + window).is_none(),
+            "gone with its key, not 1 s after its own insert"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_are_remembered_apart_and_read_once_per_window() {
+        let cache = CredentialCache::new(Duration::from_secs(60), 100).unwrap();
+        let reads = AtomicUsize::new(0);
+        let now = Instant::now();
+        for _ in 0..3 {
+            let found = cache
+                .key("nope", now, async {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(None)
+                })
+                .await
+                .unwrap();
+            assert!(found.is_none());
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        let known = cache.key("k", now, async { Ok::<_, String>(Some(record())) }).await.unwrap().unwrap();
+        assert_eq!((known.record, known.read_at), (record(), now));
+    }
 }

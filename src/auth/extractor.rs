@@ -13,7 +13,7 @@ use super::Authenticator;
 use crate::directory::Caller;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{self, RateLimiter};
 
 impl FromRequest for Caller {
     type Error = ApiError;
@@ -24,7 +24,7 @@ impl FromRequest for Caller {
         let metrics = req.app_data::<web::Data<Metrics>>().cloned();
         let limiter = req.app_data::<web::Data<RateLimiter>>().cloned();
         let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes().to_vec());
-        let (method, path) = (req.method().clone(), req.path().to_owned());
+        let class = ratelimit::class_of(req);
         Box::pin(async move {
             let authenticator = authenticator.ok_or_else(|| ApiError::internal(&"authenticator not configured"))?;
             let caller = authenticator.authenticate(header.as_deref()).await.inspect_err(|error| {
@@ -39,7 +39,7 @@ impl FromRequest for Caller {
                 }
             })?;
             if let Some(limiter) = &limiter {
-                limiter.check_identity(&method, &path, &caller).inspect_err(|_| {
+                limiter.check_identity(class, &caller).inspect_err(|_| {
                     if let Some(metrics) = &metrics {
                         metrics.rate_limited.with_label_values(&["identity"]).inc();
                     }

@@ -9,7 +9,7 @@ mod extractor;
 pub mod jwt;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cardinal_card::virgil_jwt::VirgilJwt;
 use cardinal_card::wire::ProblemCode;
@@ -17,8 +17,8 @@ use cardinal_card::{Identity, PublicKey};
 
 use crate::directory::Caller;
 use crate::error::ApiError;
-use crate::storage::{ApiKeyRecord, CardStore};
-use cache::{CredentialCache, VerifiedToken};
+use crate::storage::CardStore;
+use cache::{CredentialCache, KnownKey, VerifiedToken};
 
 /// Verifies tokens against the registered API keys.
 pub struct Authenticator {
@@ -62,16 +62,29 @@ fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::new(ProblemCode::TokenInvalid, detail)
 }
 
+/// The one detail for every refusal that depends on the registered keys (unknown or revoked
+/// kid, another app's key, a signature that fails): an unauthenticated caller learns nothing
+/// about which key ids exist. The log says which at debug level.
+pub(crate) const NOT_VALID: &str = "the token is not valid for this service";
+
+fn not_valid(why: &'static str) -> ApiError {
+    tracing::debug!(why, "token refused");
+    invalid(NOT_VALID)
+}
+
 impl TokenPolicy {
-    /// Checks a token's times at `now`.
+    /// Checks a token's times at `now`. Arithmetic is checked: a lifetime that overflows is
+    /// refused, not wrapped into a small one.
     pub fn check_times(&self, times: TokenTimes, now: i64) -> Result<(), ApiError> {
-        if times.exp <= times.iat {
+        let lifetime = times.exp.checked_sub(times.iat).ok_or_else(|| invalid("exp - iat is out of range"))?;
+        if lifetime <= 0 {
             return Err(invalid("exp must be after iat"));
         }
-        if times.exp - times.iat > self.max_lifetime_secs {
+        if lifetime > self.max_lifetime_secs {
             return Err(invalid(format!("token lifetime exceeds {} seconds", self.max_lifetime_secs)));
         }
-        if now > times.exp.saturating_add(self.clock_skew_secs) {
+        let oldest_iat = now.saturating_sub(self.max_lifetime_secs).saturating_sub(self.clock_skew_secs);
+        if times.iat < oldest_iat || now > times.exp.saturating_add(self.clock_skew_secs) {
             return Err(ApiError::new(ProblemCode::TokenExpired, "the token has expired"));
         }
         let starts = times.nbf.map_or(times.iat, |nbf| nbf.max(times.iat));
@@ -96,84 +109,97 @@ impl Authenticator {
             return Err(invalid("the Authorization header is too long"));
         }
         let now = chrono::Utc::now().timestamp();
+        let instant = Instant::now();
         let Some(cache) = &self.cache else {
-            return Ok(self.verify(value, now).await?.caller);
+            return Ok(self.verify(value, now, instant).await?.caller);
         };
         let digest = CredentialCache::token_digest(value);
-        if let Some(known) = cache.token(&digest) {
+        if let Some(known) = cache.token(&digest, instant) {
             self.policy.check_times(known.times, now)?;
             return Ok(known.caller);
         }
-        let verified = self.verify(value, now).await?;
+        let verified = self.verify(value, now, instant).await?;
         cache.remember_token(digest, verified.clone());
         Ok(verified.caller)
     }
 
-    async fn verify(&self, value: &[u8], now: i64) -> Result<VerifiedToken, ApiError> {
+    async fn verify(&self, value: &[u8], now: i64, instant: Instant) -> Result<VerifiedToken, ApiError> {
         let value = std::str::from_utf8(value).map_err(|_| invalid("the Authorization header is not ASCII"))?;
         let (scheme, token) = value.split_once(' ').ok_or_else(|| invalid("use 'Bearer <jwt>' or 'Virgil <jwt>'"))?;
         let token = token.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
-            self.authenticate_bearer(token, now).await
+            self.authenticate_bearer(token, now, instant).await
         } else if scheme.eq_ignore_ascii_case("virgil") {
-            self.authenticate_virgil(token, now).await
+            self.authenticate_virgil(token, now, instant).await
         } else {
             Err(invalid("unsupported authorization scheme; use Bearer or Virgil"))
         }
     }
 
-    async fn authenticate_bearer(&self, token: &str, now: i64) -> Result<VerifiedToken, ApiError> {
+    /// Cheap checks first (the pinned algorithm, the stated times, issuer and subject), then
+    /// the key, then the signature: a junk token costs no verification and no database read.
+    async fn authenticate_bearer(&self, token: &str, now: i64, instant: Instant) -> Result<VerifiedToken, ApiError> {
         let kid = jwt::eddsa_kid(token)?;
-        let key = self.usable_key(&kid).await?;
-        let claims = jwt::verify_eddsa(token, &key)?;
-        self.caller(
-            key,
-            &claims.iss,
-            &claims.sub,
-            TokenTimes { iat: claims.iat, exp: claims.exp, nbf: claims.nbf },
-            now,
-        )
+        let stated = jwt::unverified_claims(token)?;
+        let stated_times = TokenTimes { iat: stated.iat, exp: stated.exp, nbf: stated.nbf };
+        self.policy.check_times(stated_times, now)?;
+        Identity::parse(&stated.sub).map_err(|e| invalid(format!("sub: {e}")))?;
+        let key = self.usable_key(&kid, instant).await?;
+        if stated.iss != key.record.app_id {
+            return Err(not_valid("the issuer is not the key's app"));
+        }
+        let claims = jwt::verify_eddsa(token, &key.record)?;
+        let times = TokenTimes { iat: claims.iat, exp: claims.exp, nbf: claims.nbf };
+        self.caller(key, &claims.iss, &claims.sub, times, now)
     }
 
-    async fn authenticate_virgil(&self, token: &str, now: i64) -> Result<VerifiedToken, ApiError> {
+    async fn authenticate_virgil(&self, token: &str, now: i64, instant: Instant) -> Result<VerifiedToken, ApiError> {
         let jwt = VirgilJwt::parse(token).map_err(|e| invalid(e.to_string()))?;
-        let key = self.usable_key(&jwt.header.kid).await?;
-        let public = PublicKey::from_bytes(&key.public_key).map_err(|_| invalid("the API key is unusable"))?;
-        jwt.verify(&public).map_err(|e| invalid(e.to_string()))?;
+        let times = TokenTimes { iat: jwt.claims.iat, exp: jwt.claims.exp, nbf: jwt.claims.nbf };
+        self.policy.check_times(times, now)?;
         let app = jwt.app_id().ok_or_else(|| invalid("iss must be virgil-<app id>"))?;
         let subject = jwt.identity().ok_or_else(|| invalid("sub must be identity-<identity>"))?;
-        let times = TokenTimes { iat: jwt.claims.iat, exp: jwt.claims.exp, nbf: jwt.claims.nbf };
+        Identity::parse(subject).map_err(|e| invalid(format!("sub: {e}")))?;
+        let key = self.usable_key(&jwt.header.kid, instant).await?;
+        if app != key.record.app_id {
+            return Err(not_valid("the issuer is not the key's app"));
+        }
+        let public = PublicKey::from_bytes(&key.record.public_key).map_err(|_| not_valid("the API key is unusable"))?;
+        public.check_strong().map_err(|_| not_valid("the API key is weak"))?;
+        jwt.verify(&public).map_err(|_| not_valid("the signature does not verify"))?;
         self.caller(key, app, subject, times, now)
     }
 
-    async fn usable_key(&self, kid: &str) -> Result<ApiKeyRecord, ApiError> {
+    async fn usable_key(&self, kid: &str, instant: Instant) -> Result<KnownKey, ApiError> {
         let load = self.store.find_api_key(kid);
         let found = match &self.cache {
-            None => load.await?,
-            Some(cache) => cache.key(kid, load).await?,
+            None => load.await?.map(|record| KnownKey { record, read_at: instant }),
+            Some(cache) => cache.key(kid, instant, load).await?,
         };
-        let key = found.ok_or_else(|| invalid("unknown key id"))?;
-        if key.revoked_at.is_some() {
-            return Err(invalid("the key that signed this token is revoked"));
+        let key = found.ok_or_else(|| not_valid("unknown key id"))?;
+        if key.record.revoked_at.is_some() {
+            return Err(not_valid("the key is revoked"));
         }
         Ok(key)
     }
 
     fn caller(
         &self,
-        key: ApiKeyRecord,
+        key: KnownKey,
         issuer: &str,
         subject: &str,
         times: TokenTimes,
         now: i64,
     ) -> Result<VerifiedToken, ApiError> {
-        if issuer != key.app_id {
-            return Err(invalid("the token's issuer is not the key's app"));
+        if issuer != key.record.app_id {
+            return Err(not_valid("the issuer is not the key's app"));
         }
         self.policy.check_times(times, now)?;
         let subject = Identity::parse(subject).map_err(|e| invalid(format!("sub: {e}")))?;
-        let caller = Caller { app_id: key.app_id, subject: subject.into_string(), role: key.role, kid: key.kid };
-        Ok(VerifiedToken { caller, times })
+        let KnownKey { record, read_at } = key;
+        let caller =
+            Caller { app_id: record.app_id, subject: subject.into_string(), role: record.role, kid: record.kid };
+        Ok(VerifiedToken { caller, times, key_read_at: read_at })
     }
 }
 
@@ -198,5 +224,17 @@ mod tests {
         assert_eq!(code(t(1000, 2000, Some(1500)), 1200), Some(ProblemCode::TokenExpired));
         assert_eq!(code(t(1000, 4601, None), 1500), Some(ProblemCode::TokenInvalid), "lifetime over the cap");
         assert_eq!(code(t(1000, 1000, None), 1000), Some(ProblemCode::TokenInvalid));
+    }
+
+    /// The review's never-expiring token: `exp - iat` overflowed and wrapped to a small number.
+    #[test]
+    fn a_lifetime_that_overflows_is_refused_and_iat_is_bounded() {
+        let t = |iat, exp| TokenTimes { iat, exp, nbf: None };
+        assert_eq!(code(t(-1, i64::MAX), 1500), Some(ProblemCode::TokenInvalid));
+        assert_eq!(code(t(i64::MIN, 0), 1500), Some(ProblemCode::TokenInvalid));
+        assert_eq!(code(t(i64::MIN, i64::MAX), 1500), Some(ProblemCode::TokenInvalid));
+        // An iat far in the past with a short lifetime is expired, not merely old.
+        assert_eq!(code(t(1500 - 3600 - 61, 1500 - 61), 1500), Some(ProblemCode::TokenExpired));
+        assert_eq!(code(t(i64::MAX - 10, i64::MAX), 1500), Some(ProblemCode::TokenExpired));
     }
 }

@@ -8,7 +8,7 @@ mod versions;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-use cardinal_card::card::countersign;
+use cardinal_card::card::{check_card_size, countersign};
 use cardinal_card::log::EventKind;
 use cardinal_card::wire::CardStatus;
 use cardinal_card::{CardError, CardId, FormatLimits, Identity, ParsedCard, RawSignedModel, SigningKey};
@@ -83,10 +83,22 @@ pub enum DirectoryError {
     /// Single-chain policy: the identity already has a live chain.
     #[error("the identity already has an active card; rotate it with previous_card_id or revoke it first")]
     IdentityTaken,
+    /// The identity has as many live chains as allowed.
+    #[error("the identity already has {max} live card chains; revoke one first")]
+    TooManyChains {
+        /// the limit
+        max: i64,
+    },
     /// A lookup named too many identities.
     #[error("at most {max} distinct identities per lookup")]
     TooManyIdentities {
         /// the limit
+        max: usize,
+    },
+    /// An answer would exceed the configured byte bound.
+    #[error("the answer would exceed {max} bytes; ask for fewer identities per request")]
+    AnswerTooLarge {
+        /// the bound
         max: usize,
     },
     /// A lookup named none.
@@ -120,6 +132,12 @@ pub struct Rules {
     pub reason_max_bytes: usize,
     /// Events per page.
     pub events_page_max: i64,
+    /// Live chains per identity, for apps that allow several.
+    pub live_chains_per_identity: i64,
+    /// Newest cards of each chain that a Virgil search returns.
+    pub search_cards_per_chain: i64,
+    /// Most bytes of cards (and of events) in one answer.
+    pub answer_bytes: usize,
 }
 
 /// A card with the status derived from its chain.
@@ -215,8 +233,19 @@ impl Directory {
         &self.service_key
     }
 
+    /// Refuses a rendered answer over `limits.answer_bytes`: the store bounds the cards it reads
+    /// by the same number, this bounds what is sent.
+    pub fn bounded_answer(&self, body: String) -> Result<String, DirectoryError> {
+        if body.len() > self.rules.answer_bytes {
+            return Err(DirectoryError::AnswerTooLarge { max: self.rules.answer_bytes });
+        }
+        Ok(body)
+    }
+
     /// Publishes a root card or, with `previous_card_id`, a rotation.
-    #[tracing::instrument(skip_all, fields(app = %caller.app_id, identity = %caller.subject, card.id))]
+    // User-controlled fields are recorded with `?` (quoted and escaped): an identity such as
+    // "m app=other identity=alice" must not read as other fields in the pretty log format.
+    #[tracing::instrument(skip_all, fields(app = ?caller.app_id, identity = ?caller.subject, card.id))]
     pub async fn publish(&self, caller: &Caller, raw: RawSignedModel) -> Result<Card, DirectoryError> {
         if caller.role != KeyRole::App {
             return Err(DirectoryError::Forbidden("cards are published with a user token"));
@@ -227,22 +256,31 @@ impl Directory {
         if identity != caller.subject {
             return Err(DirectoryError::IdentityMismatch { card: identity.to_owned(), token: caller.subject.clone() });
         }
-        let placement = match &parsed.content.previous_card_id {
+        let (placement, chain_index) = match &parsed.content.previous_card_id {
             Some(previous) => self.successor_placement(caller, identity, previous).await?,
-            None => Placement::Root { exclusive: self.policy(&caller.app_id).await? == CardsPerIdentity::Single },
+            None => (
+                Placement::Root {
+                    exclusive: self.policy(&caller.app_id).await? == CardsPerIdentity::Single,
+                    max_live_chains: self.rules.live_chains_per_identity,
+                },
+                0,
+            ),
         };
 
         let at = now();
         let mut signed = parsed.raw.clone();
         countersign(&mut signed, &parsed.snapshot, &self.service_key);
+        let raw = serde_json::to_string(&signed).map_err(|e| StorageError::Other(e.to_string()))?;
+        check_card_size(&raw, &self.rules.format)?;
         let new_card = NewCard {
             app_id: caller.app_id.clone(),
             id: parsed.id.to_string(),
             identity: identity.to_owned(),
+            chain_index,
             created_at: parsed.content.created_at,
             published_at: at.timestamp(),
             public_key: parsed.content.public_key_base64.clone(),
-            raw: serde_json::to_string(&signed).map_err(|e| StorageError::Other(e.to_string()))?,
+            raw,
         };
         let events = publish_events(caller, &new_card, &placement, at.timestamp_millis());
         let stored = self.store.insert_card(&new_card, &placement, &events).await;
@@ -254,7 +292,7 @@ impl Directory {
             }
             Err(other) => return Err(other.into()),
         }
-        tracing::info!(card.id = %new_card.id, identity, rotation = matches!(placement, Placement::Successor { .. }), "card published");
+        tracing::info!(card.id = %new_card.id, identity = ?identity, rotation = matches!(placement, Placement::Successor { .. }), "card published");
         let chain_id = match placement {
             Placement::Root { .. } => new_card.id.clone(),
             Placement::Successor { chain_id, .. } => chain_id,
@@ -266,6 +304,7 @@ impl Directory {
                 chain_id,
                 previous_card_id: parsed.content.previous_card_id.map(|id| id.to_string()),
                 superseded_by: None,
+                chain_index: new_card.chain_index,
                 created_at: new_card.created_at,
                 published_at: new_card.published_at,
                 public_key: new_card.public_key,
@@ -282,7 +321,7 @@ impl Directory {
         caller: &Caller,
         identity: &str,
         previous: &CardId,
-    ) -> Result<Placement, DirectoryError> {
+    ) -> Result<(Placement, i64), DirectoryError> {
         let previous = self
             .store
             .find_card(&caller.app_id, previous.as_str())
@@ -297,7 +336,8 @@ impl Directory {
         if previous.superseded_by.is_some() {
             return Err(DirectoryError::AlreadySuperseded);
         }
-        Ok(Placement::Successor { chain_id: previous.chain_id, previous_card_id: previous.id })
+        let chain_index = previous.chain_index + 1;
+        Ok((Placement::Successor { chain_id: previous.chain_id, previous_card_id: previous.id }, chain_index))
     }
 
     /// A concurrent request won a race the checks above could not see: say which one.
@@ -310,6 +350,9 @@ impl Directory {
     ) -> DirectoryError {
         match (name, placement) {
             (constraint::CARDS_PKEY | constraint::CHAINS_PKEY, _) => DirectoryError::CardExists,
+            (constraint::CHAINS_PER_IDENTITY, _) => {
+                DirectoryError::TooManyChains { max: self.rules.live_chains_per_identity }
+            }
             // Which unique index fires first is the database's choice: a republished card is
             // "exists", whichever constraint noticed it.
             (constraint::CHAINS_SINGLE_ACTIVE, _) => match self.store.find_card(app_id, card_id).await {
@@ -332,7 +375,16 @@ impl Directory {
     /// One card of the caller's app, whatever its status.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<Card, DirectoryError> {
         let id: CardId = id.parse().map_err(|_| DirectoryError::InvalidCardId)?;
-        let record = self.store.find_card(&caller.app_id, id.as_str()).await?.ok_or(DirectoryError::CardNotFound)?;
+        // Validated: 64 hex characters, safe to log as is.
+        tracing::Span::current().record("card.id", id.as_str());
+        let mut record =
+            self.store.find_card(&caller.app_id, id.as_str()).await?.ok_or(DirectoryError::CardNotFound)?;
+        // A revocation reason is free text ("left the clinic", "lost phone"): only the card's
+        // owner and the app's admins read it; every other user sees that and when, not why.
+        if caller.role != KeyRole::Admin && caller.subject != record.identity {
+            record.revocation_reason = None;
+            record.revoked_by = None;
+        }
         Ok(Card { record })
     }
 
@@ -389,7 +441,7 @@ impl Directory {
         caller: &Caller,
         identities: &[String],
     ) -> Result<BTreeMap<String, Vec<Card>>, DirectoryError> {
-        let records = self.store.find_active_cards(&caller.app_id, identities).await?;
+        let records = self.store.find_active_cards(&caller.app_id, identities, self.rules.answer_bytes).await?;
         Ok(group_by_identity(identities, records))
     }
 
@@ -401,20 +453,29 @@ impl Directory {
     ) -> Result<(String, BTreeMap<String, Vec<Card>>), DirectoryError> {
         // The counters read here are not remembered: a full answer would pay for 50 cache
         // inserts it does not need, and a client's next revalidation remembers them anyway.
-        let read = self.store.lookup_active(&caller.app_id, identities).await?;
+        let read = self.store.lookup_active(&caller.app_id, identities, self.rules.answer_bytes).await?;
         let tag = lookup_etag(&caller.app_id, identities, &read.versions);
         Ok((tag, group_by_identity(identities, read.cards)))
     }
 
-    /// Every card of every unrevoked chain of these identities, superseded ones included: Virgil
-    /// clients fold each rotation chain into its newest card themselves.
+    /// The newest `search_cards_per_chain` cards of every unrevoked chain of these identities,
+    /// superseded ones included: Virgil clients fold each rotation chain into its newest card
+    /// themselves, and e3kit reads the previous ones to decrypt older messages.
     pub async fn unrevoked_chains(&self, caller: &Caller, identities: &[String]) -> Result<Vec<Card>, DirectoryError> {
-        let records = self.store.find_unrevoked_chain_cards(&caller.app_id, identities).await?;
+        let records = self
+            .store
+            .find_unrevoked_chain_cards(
+                &caller.app_id,
+                identities,
+                self.rules.search_cards_per_chain,
+                self.rules.answer_bytes,
+            )
+            .await?;
         Ok(records.into_iter().map(|record| Card { record }).collect())
     }
 
     /// Revokes the chain of one of the caller's own cards. Repeating it changes nothing.
-    #[tracing::instrument(skip_all, fields(app = %caller.app_id, card.id = %id))]
+    #[tracing::instrument(skip_all, fields(app = ?caller.app_id, card.id))]
     pub async fn revoke_own(&self, caller: &Caller, id: &str, reason: Option<String>) -> Result<Card, DirectoryError> {
         if caller.role != KeyRole::App {
             return Err(DirectoryError::Forbidden("owners revoke with a user token; admins use the admin route"));
@@ -428,7 +489,7 @@ impl Directory {
     }
 
     /// Revokes any card's chain of the admin's app, with a reason.
-    #[tracing::instrument(skip_all, fields(app = %caller.app_id, card.id = %id))]
+    #[tracing::instrument(skip_all, fields(app = ?caller.app_id, card.id))]
     pub async fn revoke_as_admin(
         &self,
         caller: &Caller,
@@ -479,7 +540,7 @@ impl Directory {
         self.changed(&caller.app_id, &card.record.identity);
         let changed = changed?;
         if changed {
-            tracing::info!(card.id = %card.record.id, identity = %card.record.identity, actor = %caller.actor(), "chain revoked");
+            tracing::info!(card.id = %card.record.id, identity = ?card.record.identity, actor = ?caller.actor(), "chain revoked");
         }
         self.get(caller, &card.record.id).await
     }
@@ -495,7 +556,7 @@ impl Directory {
         if !(1..=self.rules.events_page_max).contains(&limit) {
             return Err(DirectoryError::InvalidPage(format!("limit must be 1 to {}", self.rules.events_page_max)));
         }
-        Ok(self.store.list_events(&caller.app_id, after, limit).await?)
+        Ok(self.store.list_events(&caller.app_id, after, limit, self.rules.answer_bytes).await?)
     }
 }
 

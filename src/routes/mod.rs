@@ -9,12 +9,14 @@ mod service_key;
 mod view;
 pub mod virgil;
 
-use actix_web::dev::ResourceDef;
+use actix_web::dev::{HttpServiceFactory, ResourceDef};
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, guard, web};
+use actix_web::middleware::from_fn;
+use actix_web::{HttpRequest, HttpResponse, Resource, guard, web};
 use cardinal_card::wire::ProblemCode;
 
 use crate::error::ApiError;
+use crate::ratelimit::{self, RouteClass};
 
 pub use body::{Body, BodyLimit};
 
@@ -24,8 +26,8 @@ pub use body::{Body, BodyLimit};
 /// `GET /v1/cards/search` is a 405, not a lookup of the card "search".
 macro_rules! routes {
     (
-        literal { $($method:ident $path:literal => $handler:path;)* }
-        templated { $($t_method:ident $t_path:literal => $t_handler:path;)* }
+        literal { $($method:ident $path:literal => $handler:path, $class:ident;)* }
+        templated { $($t_method:ident $t_path:literal => $t_handler:path, $t_class:ident;)* }
     ) => {
         /// Every native route, as (method, path template).
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)* $((stringify!($t_method), $t_path),)*];
@@ -33,7 +35,10 @@ macro_rules! routes {
         /// Registers every route of the service.
         pub fn configure(cfg: &mut web::ServiceConfig) {
             $(
-                cfg.service(web::resource($path).guard(guard::Method(actix_web::http::Method::$method)).to($handler));
+                cfg.service(limited(
+                    RouteClass::$class,
+                    web::resource($path).guard(guard::Method(actix_web::http::Method::$method)).to($handler),
+                ));
             )*
             let mut literal_paths = vec![$($path),*];
             literal_paths.dedup();
@@ -41,7 +46,10 @@ macro_rules! routes {
                 cfg.service(web::resource(path).to(unrouted));
             }
             $(
-                cfg.service(web::resource($t_path).guard(guard::Method(actix_web::http::Method::$t_method)).to($t_handler));
+                cfg.service(limited(
+                    RouteClass::$t_class,
+                    web::resource($t_path).guard(guard::Method(actix_web::http::Method::$t_method)).to($t_handler),
+                ));
             )*
             cfg.configure(virgil::configure).configure(openapi::configure).default_service(web::to(unrouted));
         }
@@ -50,23 +58,31 @@ macro_rules! routes {
 
 routes! {
     literal {
-        GET "/healthz" => health::healthz;
-        GET "/readyz" => health::readyz;
-        GET "/v1/service-key" => service_key::get_service_key;
-        POST "/v1/cards" => cards::publish::publish_card;
-        GET "/v1/cards" => cards::lookup::lookup_cards;
-        POST "/v1/cards/search" => cards::lookup::search_cards;
-        GET "/v1/admin/events" => admin::events::list_events;
+        GET "/healthz" => health::healthz, Exempt;
+        GET "/readyz" => health::readyz, Read;
+        GET "/v1/service-key" => service_key::get_service_key, Read;
+        POST "/v1/cards" => cards::publish::publish_card, Write;
+        GET "/v1/cards" => cards::lookup::lookup_cards, Read;
+        POST "/v1/cards/search" => cards::lookup::search_cards, Read;
+        GET "/v1/admin/events" => admin::events::list_events, Read;
     }
     templated {
-        GET "/v1/cards/{id}" => cards::get::get_card;
-        POST "/v1/cards/{id}/revoke" => cards::revoke::revoke_card;
-        POST "/v1/admin/cards/{id}/revoke" => admin::revoke::admin_revoke_card;
+        GET "/v1/cards/{id}" => cards::get::get_card, Read;
+        POST "/v1/cards/{id}/revoke" => cards::revoke::revoke_card, Write;
+        POST "/v1/admin/cards/{id}/revoke" => admin::revoke::admin_revoke_card, Write;
     }
 }
 
-/// 405 with `Allow` when the path exists under another method, else 404.
+/// A route of `class`: its limits are applied after routing, by the route it matched, so every
+/// spelling of a path that reaches the handler (percent-encoded, doubled slashes) counts alike.
+pub(crate) fn limited(class: RouteClass, resource: Resource) -> impl HttpServiceFactory {
+    resource.app_data(class).wrap(from_fn(ratelimit::limit_route))
+}
+
+/// 405 with `Allow` when the path exists under another method, else 404. Limited as a read:
+/// unmatched paths are no way around the limits.
 async fn unrouted(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    ratelimit::admit(&request)?;
     let path = request.path();
     let matching: Vec<&(&str, &str)> =
         ROUTES.iter().filter(|(_, route)| ResourceDef::new(*route).is_match(path)).collect();

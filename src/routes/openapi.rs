@@ -1,8 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations, and Swagger UI served
 //! from the binary (no CDN: the UI works offline).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use cardinal_card::log::{EventBody, EventKind};
 use cardinal_card::wire::{
@@ -13,9 +14,11 @@ use cardinal_card::{RawSignature, RawSignedModel};
 use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::Config;
 
-use super::{admin, cards, health, service_key};
+use super::{admin, cards, health, limited, service_key};
+use crate::error::ApiError;
+use crate::ratelimit::RouteClass;
 
 /// The native API.
 #[derive(OpenApi)]
@@ -108,11 +111,44 @@ fn constrain(document: &mut Value) {
     schemas["RevokeRequest"]["properties"]["reason"] = json!({"type": ["string", "null"], "maxLength": 1024});
 }
 
-/// `GET /openapi.json` (served by Swagger UI's service) and the UI at `/docs/`.
+/// Where the document is served, and where the UI reads it.
+pub const DOCUMENT_PATH: &str = "/openapi.json";
+
+/// The UI's configuration: it reads the document from [`DOCUMENT_PATH`].
+static UI_CONFIG: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| Arc::new(Config::new([DOCUMENT_PATH])));
+
+/// `GET /openapi.json` and the UI at `/docs/`, limited as reads like every other route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/docs",
-        web::get().to(|| async { HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish() }),
-    )
-    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", DOCUMENT.clone()));
+    cfg.service(limited(RouteClass::Read, web::resource(DOCUMENT_PATH).route(web::get().to(document))))
+        .service(limited(RouteClass::Read, web::resource("/docs").route(web::get().to(docs_root))))
+        .service(limited(RouteClass::Read, web::resource("/docs/{file:.*}").route(web::get().to(docs_file))));
+}
+
+async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(&*DOCUMENT)
+}
+
+/// Swagger UI loads its own scripts and styles (no inline script, some inline styles) and reads
+/// the document from this origin; nothing else.
+const DOCS_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                           frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+async fn docs_root() -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+}
+
+/// One file of Swagger UI, from the copy built into the binary.
+async fn docs_file(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    match utoipa_swagger_ui::serve(&file, UI_CONFIG.clone()) {
+        Ok(Some(found)) => {
+            let mut response = HttpResponse::Ok();
+            response.insert_header((header::CONTENT_SECURITY_POLICY, DOCS_POLICY));
+            if found.gzpipped {
+                response.insert_header((header::CONTENT_ENCODING, header::ContentEncoding::Gzip));
+            }
+            Ok(response.content_type(found.content_type).body(found.bytes.into_owned()))
+        }
+        Ok(None) => Err(ApiError::not_found("no such documentation file")),
+        Err(error) => Err(ApiError::internal(&error)),
+    }
 }

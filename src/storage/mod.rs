@@ -56,6 +56,12 @@ pub enum StorageError {
     /// The database cannot be reached or is overloaded; the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// What a read would return is over its byte budget; nothing was returned.
+    #[error("the answer exceeds {max_bytes} bytes")]
+    TooLarge {
+        /// The budget.
+        max_bytes: usize,
+    },
     /// Anything else: a bug or a corrupt database.
     #[error("storage error: {0}")]
     Other(String),
@@ -77,6 +83,8 @@ pub mod constraint {
     pub const APPS_PKEY: &str = "apps_pkey";
     /// A key with this kid exists.
     pub const API_KEYS_PKEY: &str = "api_keys_pkey";
+    /// The identity has as many live non-exclusive chains as its app allows.
+    pub const CHAINS_PER_IDENTITY: &str = "chains_per_identity";
 }
 
 /// Whether an app allows one live chain per identity or several.
@@ -176,6 +184,8 @@ pub struct CardRecord {
     pub previous_card_id: Option<String>,
     /// The card that rotated it.
     pub superseded_by: Option<String>,
+    /// Its position in the chain: 0 for the root.
+    pub chain_index: i64,
     /// The snapshot's `created_at`.
     pub created_at: i64,
     /// When the service accepted it, Unix seconds.
@@ -201,6 +211,8 @@ pub struct NewCard {
     pub id: String,
     /// Whose card.
     pub identity: String,
+    /// Its position in the chain: 0 for a root, the previous card's plus one for a rotation.
+    pub chain_index: i64,
     /// The snapshot's `created_at`.
     pub created_at: i64,
     /// Now, Unix seconds.
@@ -214,10 +226,13 @@ pub struct NewCard {
 /// Where a new card goes.
 #[derive(Debug, Clone)]
 pub enum Placement {
-    /// A new chain. `exclusive` chains enforce the single-chain policy.
+    /// A new chain. `exclusive` chains enforce the single-chain policy; the others are
+    /// refused with `chains_per_identity` beyond `max_live_chains` live ones.
     Root {
         /// Whether this chain must be the identity's only live one.
         exclusive: bool,
+        /// Most live non-exclusive chains of the identity, this one included.
+        max_live_chains: i64,
     },
     /// The successor of `previous_card_id`, which must still head `chain_id`, unrevoked.
     Successor {
@@ -345,22 +360,36 @@ pub trait CardStore: Send + Sync + 'static {
     async fn find_card(&self, app_id: &str, id: &str) -> Result<Option<CardRecord>, StorageError>;
 
     /// The newest card of every unrevoked chain of these identities, ordered by identity, then
-    /// newest first.
-    async fn find_active_cards(&self, app_id: &str, identities: &[String]) -> Result<Vec<CardRecord>, StorageError>;
+    /// newest first; `TooLarge` if their stored bytes exceed `max_bytes`.
+    async fn find_active_cards(
+        &self,
+        app_id: &str,
+        identities: &[String],
+        max_bytes: usize,
+    ) -> Result<Vec<CardRecord>, StorageError>;
 
-    /// Every card of every unrevoked chain of these identities (Virgil's search semantics).
+    /// The newest `per_chain` cards of every unrevoked chain of these identities (Virgil's search
+    /// semantics, bounded); `TooLarge` if their stored bytes exceed `max_bytes`.
     async fn find_unrevoked_chain_cards(
         &self,
         app_id: &str,
         identities: &[String],
+        per_chain: i64,
+        max_bytes: usize,
     ) -> Result<Vec<CardRecord>, StorageError>;
 
     /// The change counters of these identities; identities never changed are absent.
     async fn identity_versions(&self, app_id: &str, identities: &[String]) -> Result<Vec<(String, i64)>, StorageError>;
 
     /// The change counters of these identities and the newest card of each of their unrevoked
-    /// chains (as `find_active_cards`), read together in one statement.
-    async fn lookup_active(&self, app_id: &str, identities: &[String]) -> Result<ActiveLookup, StorageError>;
+    /// chains (as `find_active_cards`), read together in one statement; `TooLarge` if the cards'
+    /// stored bytes exceed `max_bytes`.
+    async fn lookup_active(
+        &self,
+        app_id: &str,
+        identities: &[String],
+        max_bytes: usize,
+    ) -> Result<ActiveLookup, StorageError>;
 
     /// Revokes a chain; `Ok(false)` if it already was.
     async fn revoke_chain(
@@ -372,8 +401,15 @@ pub trait CardStore: Send + Sync + 'static {
         event: EventDraft,
     ) -> Result<bool, StorageError>;
 
-    /// Events after `after`, oldest first, at most `limit`.
-    async fn list_events(&self, app_id: &str, after: i64, limit: i64) -> Result<Vec<EventRow>, StorageError>;
+    /// Events after `after`, oldest first, at most `limit`, and no more than fit in `max_bytes`
+    /// of bodies (at least one, whatever its size).
+    async fn list_events(
+        &self,
+        app_id: &str,
+        after: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<EventRow>, StorageError>;
 
     /// Listens for the identities that sequencing rounds log, in this process and in others
     /// sharing the database, and tells `heard`; runs until the task is dropped. Backends that

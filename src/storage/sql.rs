@@ -108,7 +108,7 @@ pub(super) fn parse_change_payload(payload: &str) -> Option<super::Heard> {
 macro_rules! card_columns {
     () => {
         "c.id, c.identity, c.chain_id, c.previous_card_id, c.superseded_by, c.created_at, c.published_at, \
-         c.public_key, c.raw, ch.revoked_at, ch.revocation_reason, ch.revoked_by \
+         c.public_key, c.raw, ch.revoked_at, ch.revocation_reason, ch.revoked_by, c.chain_index \
          FROM cards c JOIN chains ch ON ch.app_id = c.app_id AND ch.id = c.chain_id"
     };
 }
@@ -302,20 +302,34 @@ macro_rules! impl_card_store {
                 Ok(())
             }
 
-            /// Runs a card query over `app_id` (`$1`) and a list of identities (`$2`).
+            /// Runs a card query over `app_id` (`$1`), a list of identities (`$2`) and, if given,
+            /// one more integer (`$3`), reading rows as they come so that an answer over
+            /// `max_bytes` of stored cards is refused before it is all in memory.
             async fn cards_of_identities(
                 &self,
                 sql: &'static str,
                 app_id: &str,
                 identities: &[String],
+                third: Option<i64>,
+                max_bytes: usize,
             ) -> Result<Vec<$crate::storage::CardRecord>, $crate::storage::StorageError> {
-                let rows = sqlx::query(sql)
-                    .bind(app_id)
-                    .bind($bind_list(identities))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(Self::error)?;
-                rows.iter().map(Self::card_from_row).collect::<Result<_, _>>().map_err(Self::error)
+                use futures_util::TryStreamExt as _;
+                let mut query = sqlx::query(sql).bind(app_id).bind($bind_list(identities));
+                if let Some(third) = third {
+                    query = query.bind(third);
+                }
+                let mut rows = query.fetch(&self.pool);
+                let mut cards = Vec::new();
+                let mut bytes = 0usize;
+                while let Some(row) = rows.try_next().await.map_err(Self::error)? {
+                    let card = Self::card_from_row(&row).map_err(Self::error)?;
+                    bytes += card.raw.len();
+                    if bytes > max_bytes {
+                        return Err($crate::storage::StorageError::TooLarge { max_bytes });
+                    }
+                    cards.push(card);
+                }
+                Ok(cards)
             }
 
             fn card_from_row(
@@ -335,6 +349,7 @@ macro_rules! impl_card_store {
                     revoked_at: row.try_get(9)?,
                     revocation_reason: row.try_get(10)?,
                     revoked_by: row.try_get(11)?,
+                    chain_index: row.try_get(12)?,
                 })
             }
 
@@ -516,7 +531,7 @@ macro_rules! impl_card_store {
                 use $crate::storage::{Placement, StorageError, constraint};
                 let mut tx = self.begin_write().await?;
                 let chain_id = match placement {
-                    Placement::Root { exclusive } => {
+                    Placement::Root { exclusive, .. } => {
                         sqlx::query(
                             "INSERT INTO chains (app_id, id, identity, head_card_id, exclusive, created_at) \
                              VALUES ($1, $2, $3, $2, $4, $5)",
@@ -556,7 +571,8 @@ macro_rules! impl_card_store {
                 };
                 sqlx::query(
                     "INSERT INTO cards (app_id, id, identity, chain_id, previous_card_id, superseded_by, \
-                     created_at, published_at, public_key, raw) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9)",
+                     created_at, published_at, public_key, raw, chain_index) \
+                     VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10)",
                 )
                 .bind(&card.app_id)
                 .bind(&card.id)
@@ -567,6 +583,7 @@ macro_rules! impl_card_store {
                 .bind(card.published_at)
                 .bind(&card.public_key)
                 .bind(&card.raw)
+                .bind(card.chain_index)
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::error)?;
@@ -585,7 +602,25 @@ macro_rules! impl_card_store {
                         return Err(StorageError::Conflict { constraint: constraint::CHAIN_HEAD_MOVED.into() });
                     }
                 }
+                // The version row is the identity's lock: once it is held, the count below sees
+                // every other writer's committed chain (each statement reads a new snapshot).
                 Self::bump_version(&mut tx, &card.app_id, &card.identity).await?;
+                if let Placement::Root { exclusive: false, max_live_chains } = placement {
+                    use sqlx::Row as _;
+                    let live: i64 = sqlx::query(
+                        "SELECT COUNT(*) FROM chains WHERE app_id = $1 AND identity = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(&card.app_id)
+                    .bind(&card.identity)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(Self::error)?
+                    .try_get(0)
+                    .map_err(Self::error)?;
+                    if live > *max_live_chains {
+                        return Err(StorageError::Conflict { constraint: constraint::CHAINS_PER_IDENTITY.into() });
+                    }
+                }
                 Self::enqueue_events(&mut tx, &card.app_id, events).await?;
                 tx.commit().await.map_err(Self::error)?;
                 self.sequenced(&card.app_id).await;
@@ -614,6 +649,7 @@ macro_rules! impl_card_store {
                 &self,
                 app_id: &str,
                 identities: &[String],
+                max_bytes: usize,
             ) -> Result<Vec<$crate::storage::CardRecord>, $crate::storage::StorageError> {
                 self.cards_of_identities(
                     concat!(
@@ -626,6 +662,8 @@ macro_rules! impl_card_store {
                     ),
                     app_id,
                     identities,
+                    None,
+                    max_bytes,
                 )
                 .await
             }
@@ -634,18 +672,24 @@ macro_rules! impl_card_store {
                 &self,
                 app_id: &str,
                 identities: &[String],
+                per_chain: i64,
+                max_bytes: usize,
             ) -> Result<Vec<$crate::storage::CardRecord>, $crate::storage::StorageError> {
+                // The chain's head is its newest card: keep the `per_chain` cards up to it.
                 self.cards_of_identities(
                     concat!(
                         "SELECT ",
                         $crate::storage::sql::card_columns!(),
-                        " WHERE c.app_id = $1 AND c.identity ",
+                        " JOIN cards head ON head.app_id = ch.app_id AND head.id = ch.head_card_id \
+                         WHERE c.app_id = $1 AND c.identity ",
                         $in_identities,
-                        " AND ch.revoked_at IS NULL \
+                        " AND ch.revoked_at IS NULL AND c.chain_index > head.chain_index - $3 \
                          ORDER BY c.identity, c.created_at DESC, c.published_at DESC, c.id"
                     ),
                     app_id,
                     identities,
+                    Some(per_chain),
+                    max_bytes,
                 )
                 .await
             }
@@ -675,13 +719,15 @@ macro_rules! impl_card_store {
                 &self,
                 app_id: &str,
                 identities: &[String],
+                max_bytes: usize,
             ) -> Result<$crate::storage::ActiveLookup, $crate::storage::StorageError> {
+                use futures_util::TryStreamExt as _;
                 use sqlx::Row as _;
                 // One statement, so the versions (the ETag) and the cards come from one snapshot.
                 // An identity without a version row has never had a card.
-                let rows = sqlx::query(concat!(
+                let mut rows = sqlx::query(concat!(
                     "SELECT v.identity, v.version, c.id, c.chain_id, c.previous_card_id, c.created_at, \
-                     c.published_at, c.public_key, c.raw, ch.revoked_at \
+                     c.published_at, c.public_key, c.raw, ch.revoked_at, c.chain_index \
                      FROM identity_versions v \
                      LEFT JOIN cards c ON c.app_id = v.app_id AND c.identity = v.identity AND c.superseded_by IS NULL \
                      LEFT JOIN chains ch ON ch.app_id = c.app_id AND ch.id = c.chain_id \
@@ -691,11 +737,10 @@ macro_rules! impl_card_store {
                 ))
                 .bind(app_id)
                 .bind($bind_list(identities))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(Self::error)?;
+                .fetch(&self.pool);
                 let mut found = $crate::storage::ActiveLookup::default();
-                for row in &rows {
+                let mut bytes = 0usize;
+                while let Some(row) = rows.try_next().await.map_err(Self::error)? {
                     let identity: String = row.try_get(0).map_err(Self::error)?;
                     let version: i64 = row.try_get(1).map_err(Self::error)?;
                     if found.versions.last().is_none_or(|(last, _)| *last != identity) {
@@ -706,16 +751,22 @@ macro_rules! impl_card_store {
                     // The head of a revoked chain is not active. (Filtering it in the join would
                     // need a nested join, which SQLite plans as a scan of every card.)
                     let Some(id) = id.filter(|_| revoked_at.is_none()) else { continue };
+                    let raw: String = row.try_get(8).map_err(Self::error)?;
+                    bytes += raw.len();
+                    if bytes > max_bytes {
+                        return Err($crate::storage::StorageError::TooLarge { max_bytes });
+                    }
                     found.cards.push($crate::storage::CardRecord {
                         id,
                         identity,
                         chain_id: row.try_get(3).map_err(Self::error)?,
                         previous_card_id: row.try_get(4).map_err(Self::error)?,
                         superseded_by: None,
+                        chain_index: row.try_get(10).map_err(Self::error)?,
                         created_at: row.try_get(5).map_err(Self::error)?,
                         published_at: row.try_get(6).map_err(Self::error)?,
                         public_key: row.try_get(7).map_err(Self::error)?,
-                        raw: row.try_get(8).map_err(Self::error)?,
+                        raw,
                         revoked_at: None,
                         revocation_reason: None,
                         revoked_by: None,
@@ -763,28 +814,34 @@ macro_rules! impl_card_store {
                 app_id: &str,
                 after: i64,
                 limit: i64,
+                max_bytes: usize,
             ) -> Result<Vec<$crate::storage::EventRow>, $crate::storage::StorageError> {
+                use futures_util::TryStreamExt as _;
                 use sqlx::Row as _;
-                let rows = sqlx::query(
+                let mut rows = sqlx::query(
                     "SELECT seq, body, prev_hash, hash FROM events WHERE app_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 )
                 .bind(app_id)
                 .bind(after)
                 .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(Self::error)?;
-                rows.iter()
-                    .map(|row| {
-                        Ok($crate::storage::EventRow {
-                            seq: row.try_get(0)?,
-                            body: row.try_get(1)?,
-                            prev_hash: row.try_get(2)?,
-                            hash: row.try_get(3)?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(Self::error)
+                .fetch(&self.pool);
+                let mut events = Vec::new();
+                let mut bytes = 0usize;
+                while let Some(row) = rows.try_next().await.map_err(Self::error)? {
+                    let event = $crate::storage::EventRow {
+                        seq: row.try_get(0).map_err(Self::error)?,
+                        body: row.try_get(1).map_err(Self::error)?,
+                        prev_hash: row.try_get(2).map_err(Self::error)?,
+                        hash: row.try_get(3).map_err(Self::error)?,
+                    };
+                    bytes += event.body.len();
+                    // A page ends early rather than grow past the budget; `next` pages on.
+                    if bytes > max_bytes && !events.is_empty() {
+                        break;
+                    }
+                    events.push(event);
+                }
+                Ok(events)
             }
 
             async fn watch_changes(&self, heard: &(dyn Fn($crate::storage::Heard) + Send + Sync)) {

@@ -32,10 +32,12 @@ impl SqliteCardStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let file = options.get_filename().to_path_buf();
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StorageError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        if let Some(dir) = file.parent() {
+            crate::files::create_private_dir(dir).map_err(|e| StorageError::Other(format!("{e:#}")))?;
         }
+        // SQLite creates the file (and its -wal and -shm, with the same mode) under the umask,
+        // usually world-readable: a new database is made owner-only.
+        let created = !file.exists();
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .min_connections(settings.min_connections)
@@ -43,6 +45,9 @@ impl SqliteCardStore {
             .connect_with(options)
             .await
             .map_err(|e| StorageError::Other(format!("cannot open {}: {e}", file.display())))?;
+        if created && file.exists() {
+            crate::files::make_private(&file).map_err(|e| StorageError::Other(format!("{e:#}")))?;
+        }
         Ok(SqliteCardStore { pool, gates: Arc::default() })
     }
 

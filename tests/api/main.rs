@@ -16,5 +16,6 @@ mod operations;
 mod rejections;
 mod resilience;
 mod sdk;
+mod security;
 mod tokens;
 mod virgil;

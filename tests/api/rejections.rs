@@ -33,7 +33,14 @@ fn entry(signer: &str, signature: &str, snapshot: Option<&str>) -> RawSignature 
 }
 
 async fn every_publish_validation_has_its_status_and_code(backend: Backend) {
-    let app = spawn_app(backend).await;
+    // Room for Virgil's own key-size limit (4096 bytes) inside the snapshot and card limits,
+    // which are checked here with their own cases.
+    let roomy = vec![
+        ("limits.snapshot_bytes", json!(16_384)),
+        ("limits.card_bytes", json!(32_768)),
+        ("rate_limits.enabled", json!(false)),
+    ];
+    let app = spawn_app_with(backend, Options { settings: roomy, ..Options::default() }).await;
     let token = app.user_token("alice");
     let key = SigningKey::generate();
     let good = new_card("alice");
@@ -170,6 +177,39 @@ async fn every_publish_validation_has_its_status_and_code(backend: Backend) {
             with_signatures(&good.raw, vec![entry("self", &self_sig.signature, Some(&encode_std(&[b'x'; 1025])))]),
             400,
             "extra_snapshot_too_large",
+        ),
+        (
+            "snapshot over limits.snapshot_bytes",
+            signed(&snapshot("alice", &key, &format!(r#","pad":"{}""#, "p".repeat(17_000))), &key),
+            400,
+            "snapshot_too_large",
+        ),
+        ("snapshot field unknown", signed(&snapshot("alice", &key, r#","pad":"p""#), &key), 400, "invalid_snapshot"),
+        (
+            "public key of small order",
+            signed(
+                &format!(
+                    r#"{{"identity":"alice","created_at":1,"version":"5.0","public_key":"{}"}}"#,
+                    encode_std(
+                        cardinal_card::PublicKey::from_bytes(&{
+                            let mut identity = [0u8; 32];
+                            identity[0] = 1;
+                            identity
+                        })
+                        .unwrap()
+                        .spki_der()
+                    )
+                ),
+                &key,
+            ),
+            400,
+            "invalid_public_key",
+        ),
+        (
+            "signature over limits.signature_bytes",
+            with_signatures(&good.raw, vec![self_sig.clone(), entry("app", &encode_std(&[1u8; 513]), None)]),
+            400,
+            "invalid_signature_entry",
         ),
         (
             "self signature fails",

@@ -2,7 +2,7 @@
 
 use cardinal_card::SigningKey;
 use cardinal_card::b64::encode_url;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -21,22 +21,23 @@ fn unsigned(header: serde_json::Value, claims: serde_json::Value) -> String {
     format!("{}.{}.", encode_url(header.to_string().as_bytes()), encode_url(claims.to_string().as_bytes()))
 }
 
+/// A real HS256 token (Cardinal's jsonwebtoken provider signs nothing but EdDSA, so it is
+/// made here): the algorithm-confusion attack keys HMAC with the public key.
+fn hs256(kid: &str, claims: &serde_json::Value, secret: &[u8]) -> String {
+    let input = unsigned(json!({"alg": "HS256", "typ": "JWT", "kid": kid}), claims.clone());
+    let input = input.trim_end_matches('.');
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", encode_url(&mac.finalize().into_bytes()))
+}
+
 async fn bearer_tokens_are_refused_for_every_flaw(backend: Backend) {
     let app = spawn_app(backend).await;
     let (key, kid) = (&app.app_key, app.app_kid.as_str());
     let t = now();
     let claims = json!({"iss": APP, "sub": "alice", "iat": t, "exp": t + 600});
-    let hs256_with_public_key = {
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(kid.to_owned());
-        let secret = key.public_key().to_spki_pem();
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
-    };
-    let hs256_with_raw_key = {
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(kid.to_owned());
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key.public_key().raw_bytes())).unwrap()
-    };
+    let hs256_with_public_key = hs256(kid, &claims, key.public_key().to_spki_pem().as_bytes());
+    let hs256_with_raw_key = hs256(kid, &claims, key.public_key().raw_bytes());
     let revoked = SigningKey::generate();
     let revoked_kid = cardinal_server::manage::add_key(
         app.store.as_ref(),

@@ -47,6 +47,7 @@ fn card(app: &str, id: &str, identity: &str) -> NewCard {
         app_id: app.into(),
         id: id.into(),
         identity: identity.into(),
+        chain_index: 0,
         created_at: 1_700_000_000,
         published_at: 1_700_000_001,
         public_key: "PK".into(),
@@ -75,7 +76,7 @@ async fn publish_root(
     store
         .insert_card(
             &card(app, id, identity),
-            &Placement::Root { exclusive },
+            &Placement::Root { exclusive, max_live_chains: 16 },
             &[draft(EventKind::CardPublished, Some(id))],
         )
         .await
@@ -83,9 +84,10 @@ async fn publish_root(
 
 async fn rotate(store: &dyn CardStore, app: &str, chain: &str, previous: &str, id: &str) -> Result<(), StorageError> {
     let placement = Placement::Successor { chain_id: chain.into(), previous_card_id: previous.into() };
+    let chain_index = store.find_card(app, previous).await?.map_or(0, |card| card.chain_index + 1);
     store
         .insert_card(
-            &card(app, id, "alice"),
+            &NewCard { chain_index, ..card(app, id, "alice") },
             &placement,
             &[draft(EventKind::CardPublished, Some(id)), draft(EventKind::CardSuperseded, Some(previous))],
         )
@@ -145,7 +147,7 @@ async fn cards_are_scoped_by_app_and_duplicates_conflict(backend: Backend) {
     );
     assert_eq!(found.raw, card("a", &hex_id(1), "alice").raw, "raw JSON is stored verbatim");
     assert_eq!(store.find_card("b", &hex_id(1)).await.unwrap(), None, "another app cannot see it");
-    assert!(store.find_active_cards("b", &["alice".into()]).await.unwrap().is_empty());
+    assert!(store.find_active_cards("b", &["alice".into()], usize::MAX).await.unwrap().is_empty());
     let dup = constraint_of(publish_root(store.as_ref(), "a", &hex_id(1), "alice", false).await);
     assert!(dup == "chains_pkey" || dup == "cards_pkey", "{dup}");
     publish_root(store.as_ref(), "b", &hex_id(1), "alice", false).await.unwrap();
@@ -188,9 +190,9 @@ async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(backend: Ba
     let new = store.find_card("a", &hex_id(2)).await.unwrap().unwrap();
     assert_eq!((new.chain_id.clone(), new.previous_card_id.clone()), (hex_id(1), Some(hex_id(1))));
 
-    let active = store.find_active_cards("a", &["alice".into()]).await.unwrap();
+    let active = store.find_active_cards("a", &["alice".into()], usize::MAX).await.unwrap();
     assert_eq!(active.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![hex_id(2)]);
-    let chain = store.find_unrevoked_chain_cards("a", &["alice".into()]).await.unwrap();
+    let chain = store.find_unrevoked_chain_cards("a", &["alice".into()], i64::MAX, usize::MAX).await.unwrap();
     assert_eq!(chain.len(), 2);
 
     let revocation = Revocation { at: 10, reason: None, by: "admin:root".into() };
@@ -210,8 +212,8 @@ async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(backend: Ba
         constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(2), &hex_id(4)).await),
         "chain_head_moved"
     );
-    assert!(store.find_active_cards("a", &["alice".into()]).await.unwrap().is_empty());
-    assert!(store.find_unrevoked_chain_cards("a", &["alice".into()]).await.unwrap().is_empty());
+    assert!(store.find_active_cards("a", &["alice".into()], usize::MAX).await.unwrap().is_empty());
+    assert!(store.find_unrevoked_chain_cards("a", &["alice".into()], i64::MAX, usize::MAX).await.unwrap().is_empty());
     let revoked = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
     assert_eq!((revoked.revoked_at, revoked.revoked_by.as_deref()), (Some(10), Some("admin:root")));
 }
@@ -256,19 +258,19 @@ async fn a_lookup_reads_the_counters_and_the_active_cards_together(backend: Back
     publish_root(store.as_ref(), "b", &hex_id(5), "carol", true).await.unwrap();
 
     let ids: Vec<String> = ["alice", "bob", "carol", "dave"].iter().map(|s| (*s).to_owned()).collect();
-    let read = store.lookup_active("a", &ids).await.unwrap();
+    let read = store.lookup_active("a", &ids, usize::MAX).await.unwrap();
     let mut versions = read.versions.clone();
     versions.sort();
     let mut counted = store.identity_versions("a", &ids).await.unwrap();
     counted.sort();
     assert_eq!(versions, counted);
     assert_eq!(versions, vec![("alice".to_owned(), 3), ("bob".to_owned(), 2)]);
-    let separately = store.find_active_cards("a", &ids).await.unwrap();
+    let separately = store.find_active_cards("a", &ids, usize::MAX).await.unwrap();
     assert_eq!(read.cards, separately);
     let mut active: Vec<String> = read.cards.iter().map(|c| c.id.clone()).collect();
     active.sort();
     assert_eq!(active, vec![hex_id(2), hex_id(3)]);
-    assert_eq!(store.lookup_active("a", &["dave".to_owned()]).await.unwrap(), Default::default());
+    assert_eq!(store.lookup_active("a", &["dave".to_owned()], usize::MAX).await.unwrap(), Default::default());
 }
 
 async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
@@ -280,7 +282,7 @@ async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
     }
     let _ = publish_root(store.as_ref(), "a", &hex_id(9), "user1", true).await;
     rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(6)).await.unwrap_or(());
-    let events = store.list_events("a", 0, 100).await.unwrap();
+    let events = store.list_events("a", 0, 100, usize::MAX).await.unwrap();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as i64).collect::<Vec<_>>());
     verify_chain(
         0,
@@ -288,9 +290,9 @@ async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
         events.iter().map(|e| StoredEvent { body: e.body.as_bytes(), prev_hash: &e.prev_hash, hash: &e.hash }),
     )
     .unwrap();
-    let page = store.list_events("a", 2, 2).await.unwrap();
+    let page = store.list_events("a", 2, 2, usize::MAX).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
-    assert_eq!(store.list_events("b", 0, 100).await.unwrap().len(), 1, "each app has its own log");
+    assert_eq!(store.list_events("b", 0, 100, usize::MAX).await.unwrap().len(), 1, "each app has its own log");
 }
 
 fn assert_log_verifies(events: &[cardinal_server::storage::EventRow]) {
@@ -319,7 +321,7 @@ async fn two_stores_sharing_a_database_keep_one_gap_free_log(backend: Backend) {
     for writer in writers {
         writer.await.unwrap();
     }
-    let events = first.list_events("a", 0, 1000).await.unwrap();
+    let events = first.list_events("a", 0, 1000, usize::MAX).await.unwrap();
     assert_log_verifies(&events);
     let mut published: Vec<String> = events
         .iter()
@@ -348,10 +350,14 @@ async fn events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep(backend: 
             sqlx::query(queue).execute(&sqlx::SqlitePool::connect(&db.url).await.unwrap()).await.unwrap();
         }
     }
-    assert_eq!(store.list_events("a", 0, 100).await.unwrap().len(), 1, "queued events are not in the log yet");
+    assert_eq!(
+        store.list_events("a", 0, 100, usize::MAX).await.unwrap().len(),
+        1,
+        "queued events are not in the log yet"
+    );
     assert_eq!(store.sequence_queued().await.unwrap(), 2);
     assert_eq!(store.sequence_queued().await.unwrap(), 0);
-    let events = store.list_events("a", 0, 100).await.unwrap();
+    let events = store.list_events("a", 0, 100, usize::MAX).await.unwrap();
     assert_log_verifies(&events);
     let bodies: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_str(&e.body).unwrap()).collect();
     assert_eq!(

@@ -63,6 +63,13 @@ pub struct FormatLimits {
     pub max_public_key_bytes: usize,
     /// Most bytes of an identity.
     pub max_identity_bytes: usize,
+    /// Most bytes of the decoded snapshot. An Ed25519 card with the longest identity needs
+    /// about 2.3 KB; the bound keeps one card from costing every reader megabytes.
+    pub max_snapshot_bytes: usize,
+    /// Most bytes of one decoded signature (Virgil's Ed25519 form is 83).
+    pub max_signature_bytes: usize,
+    /// Most bytes of the whole card as stored (its JSON, countersignature included).
+    pub max_card_bytes: usize,
 }
 
 impl Default for FormatLimits {
@@ -73,6 +80,9 @@ impl Default for FormatLimits {
             min_public_key_bytes: 16,
             max_public_key_bytes: 4096,
             max_identity_bytes: MAX_IDENTITY_BYTES,
+            max_snapshot_bytes: 4096,
+            max_signature_bytes: 512,
+            max_card_bytes: 8192,
         }
     }
 }
@@ -104,6 +114,11 @@ pub struct ParsedCard {
     /// The model as received.
     pub raw: RawSignedModel,
 }
+
+/// The fields a snapshot may carry; anything else is refused, so that a card cannot smuggle
+/// kilobytes of data that every reader of the identity downloads. Virgil's SDKs write exactly
+/// these (extra data goes in a signature's extra snapshot).
+const SNAPSHOT_FIELDS: [&str; 5] = ["identity", "previous_card_id", "created_at", "version", "public_key"];
 
 /// Field-by-field view of the snapshot JSON. A derived struct rejects duplicate keys, so a
 /// snapshot cannot say two things at once to two different parsers.
@@ -139,7 +154,14 @@ fn parse(raw: RawSignedModel, limits: &FormatLimits, allow_service_signer: bool)
     if raw.content_snapshot.is_empty() {
         return Err(CardError::SnapshotEmpty);
     }
+    // Base64 is 4/3 of the bytes: refuse an oversized snapshot before decoding it.
+    if raw.content_snapshot.len() / 4 * 3 > limits.max_snapshot_bytes + 2 {
+        return Err(CardError::SnapshotTooLong { max: limits.max_snapshot_bytes });
+    }
     let snapshot = b64::decode_std(&raw.content_snapshot).ok_or(CardError::SnapshotNotBase64)?;
+    if snapshot.len() > limits.max_snapshot_bytes {
+        return Err(CardError::SnapshotTooLong { max: limits.max_snapshot_bytes });
+    }
     let content = parse_snapshot(&snapshot, limits)?;
     let public_key = parse_public_key(&content.public_key_base64, limits)?;
 
@@ -169,6 +191,9 @@ fn parse(raw: RawSignedModel, limits: &FormatLimits, allow_service_signer: bool)
             Some(sig) if !sig.is_empty() => sig,
             _ => return Err(CardError::SignatureNotBase64(entry.signer.clone())),
         };
+        if signature.len() > limits.max_signature_bytes {
+            return Err(CardError::SignatureTooLong { signer: entry.signer.clone(), max: limits.max_signature_bytes });
+        }
         let extra = match entry.snapshot.as_deref() {
             None | Some("") => Vec::new(),
             Some(text) => {
@@ -193,6 +218,12 @@ fn parse(raw: RawSignedModel, limits: &FormatLimits, allow_service_signer: bool)
 fn parse_snapshot(snapshot: &[u8], limits: &FormatLimits) -> Result<CardContent, CardError> {
     let fields: SnapshotFields =
         serde_json::from_slice(snapshot).map_err(|e| CardError::SnapshotNotJson(e.to_string()))?;
+    // The struct above ignores unknown keys (and has already refused duplicates): list them.
+    let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+        serde_json::from_slice(snapshot).map_err(|e| CardError::SnapshotNotJson(e.to_string()))?;
+    if let Some(unknown) = keys.keys().find(|key| !SNAPSHOT_FIELDS.contains(&key.as_str())) {
+        return Err(CardError::UnknownSnapshotField(unknown.clone()));
+    }
     let identity = match fields.identity {
         Some(Value::String(s)) => Identity::parse_with_limit(&s, limits.max_identity_bytes)?,
         None => return Err(CardError::IdentityEmpty),
@@ -226,7 +257,15 @@ fn parse_public_key(text: &str, limits: &FormatLimits) -> Result<PublicKey, Card
     if der.len() > limits.max_public_key_bytes {
         return Err(CardError::PublicKeyTooLong { max: limits.max_public_key_bytes });
     }
-    PublicKey::from_spki_der(&der)
+    let key = PublicKey::from_spki_der(&der)?;
+    key.check_strong()?;
+    Ok(key)
+}
+
+/// Refuses a card whose stored form (`raw`, its JSON with the countersignature) is over the
+/// limit. Checked on the bytes that will be served, after countersigning.
+pub fn check_card_size(raw: &str, limits: &FormatLimits) -> Result<(), CardError> {
+    if raw.len() > limits.max_card_bytes { Err(CardError::CardTooLarge { max: limits.max_card_bytes }) } else { Ok(()) }
 }
 
 /// Appends the service countersignature: the service key's signature over the snapshot bytes.
@@ -379,11 +418,45 @@ mod tests {
     }
 
     #[test]
+    fn oversized_snapshots_unknown_fields_and_long_signatures_are_refused() {
+        let pk = key().public_key().to_spki_base64();
+        let padded = format!(
+            r#"{{"identity":"a","created_at":1,"version":"5.0","public_key":"{pk}","x":"{}"}}"#,
+            "y".repeat(5000)
+        );
+        assert_eq!(parse_err(with_snapshot(&padded)), CardError::SnapshotTooLong { max: 4096 });
+        let unknown = format!(r#"{{"identity":"a","created_at":1,"version":"5.0","public_key":"{pk}","note":"hi"}}"#);
+        assert_eq!(parse_err(with_snapshot(&unknown)), CardError::UnknownSnapshotField("note".into()));
+        let mut raw = card();
+        raw.signatures.push(RawSignature {
+            signer: "app".into(),
+            signature: b64::encode_std(&[1u8; 513]),
+            snapshot: None,
+        });
+        assert_eq!(parse_err(raw), CardError::SignatureTooLong { signer: "app".into(), max: 512 });
+        let limits = FormatLimits::default();
+        assert_eq!(check_card_size(&"x".repeat(8192), &limits), Ok(()));
+        assert_eq!(check_card_size(&"x".repeat(8193), &limits), Err(CardError::CardTooLarge { max: 8192 }));
+    }
+
+    #[test]
+    fn weak_card_keys_are_refused() {
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        let spki = b64::encode_std(PublicKey::from_bytes(&identity_point).unwrap().spki_der());
+        let snapshot = format!(r#"{{"identity":"a","created_at":1,"version":"5.0","public_key":"{spki}"}}"#);
+        assert_eq!(parse_err(with_snapshot(&snapshot)), CardError::WeakKey);
+    }
+
+    #[test]
     fn non_ed25519_and_oversized_keys_are_refused() {
         let big = b64::encode_std(&[0u8; 4097]);
-        let err = parse_err(with_snapshot(&format!(
-            r#"{{"identity":"a","created_at":1,"version":"5.0","public_key":"{big}"}}"#
-        )));
+        let roomy = FormatLimits { max_snapshot_bytes: 16384, ..FormatLimits::default() };
+        let err = ParsedCard::parse(
+            with_snapshot(&format!(r#"{{"identity":"a","created_at":1,"version":"5.0","public_key":"{big}"}}"#)),
+            &roomy,
+        )
+        .unwrap_err();
         assert_eq!(err, CardError::PublicKeyTooLong { max: 4096 });
         let p256 = b64::encode_std(&[0x30u8; 91]);
         let err = parse_err(with_snapshot(&format!(

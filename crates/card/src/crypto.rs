@@ -79,6 +79,14 @@ impl PublicKey {
         }
     }
 
+    /// Refuses keys that no honest signer has: small-order points (anyone can forge a
+    /// signature that a non-strict verifier accepts for them) and non-canonical encodings (the
+    /// same point under two spellings). Every key that signs tokens or cards passes this.
+    pub fn check_strong(&self) -> Result<(), CardError> {
+        let canonical = self.key.to_edwards().compress().to_bytes() == *self.key.as_bytes();
+        if self.key.is_weak() || !canonical { Err(CardError::WeakKey) } else { Ok(()) }
+    }
+
     /// Wraps a dalek key.
     pub fn from_verifying_key(key: VerifyingKey) -> Self {
         let spki = [&SPKI_PREFIX[..], key.as_bytes()].concat();
@@ -223,6 +231,35 @@ mod tests {
         assert_eq!(public, key.public_key());
         let public = PublicKey::from_text(&key.public_key().to_spki_base64()).unwrap();
         assert_eq!(public, key.public_key());
+    }
+
+    #[test]
+    fn small_order_and_non_canonical_keys_are_weak() {
+        assert_eq!(SigningKey::generate().public_key().check_strong(), Ok(()));
+        // The identity point (y = 1) and the point of order 2 (y = -1): both small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let minus_one: [u8; 32] = {
+            let mut p = [0xffu8; 32];
+            p[0] = 0xec;
+            p[31] = 0x7f;
+            p
+        };
+        for raw in [identity, minus_one] {
+            assert_eq!(PublicKey::from_bytes(&raw).unwrap().check_strong(), Err(CardError::WeakKey));
+        }
+        // y + p for small y: the same point as y, spelled with a field element >= p. Some of
+        // these are points of large order, which only the canonical check refuses.
+        let mut large_order_non_canonical = 0;
+        for y in 2u8..19 {
+            let mut spelled = [0xffu8; 32];
+            spelled[0] = 0xed + y;
+            spelled[31] = 0x7f;
+            let Ok(key) = PublicKey::from_bytes(&spelled) else { continue };
+            assert_eq!(key.check_strong(), Err(CardError::WeakKey), "y = {y} + p");
+            large_order_non_canonical += usize::from(!key.verifying_key().is_weak());
+        }
+        assert!(large_order_non_canonical > 0, "the loop met a non-canonical key of large order");
     }
 
     #[test]

@@ -100,4 +100,31 @@ pub enum CardError {
     /// A key's DER or PEM could not be read.
     #[error("not a valid Ed25519 key: {0}")]
     InvalidKey(String),
+    /// The key is a small-order point or not canonically encoded: signatures "by" it can be
+    /// forged by anyone, so it is never accepted.
+    #[error("the Ed25519 public key is a small-order point or not canonically encoded")]
+    WeakKey,
+    /// The decoded snapshot is larger than the limit.
+    #[error("content_snapshot is longer than {max} bytes")]
+    SnapshotTooLong {
+        /// the limit in bytes
+        max: usize,
+    },
+    /// The snapshot carries a field the card format does not define.
+    #[error("content_snapshot has a field the card format does not define: {0:?}")]
+    UnknownSnapshotField(String),
+    /// A decoded signature is longer than any signature algorithm needs.
+    #[error("signature of signer {signer:?} is longer than {max} bytes")]
+    SignatureTooLong {
+        /// the signer
+        signer: String,
+        /// the limit in bytes
+        max: usize,
+    },
+    /// The whole card is larger than the limit.
+    #[error("the card is longer than {max} bytes")]
+    CardTooLarge {
+        /// the limit in bytes
+        max: usize,
+    },
 }

@@ -178,6 +178,8 @@ problem_codes! {
     SelfSignatureMissing => "self_signature_missing", "The card has no self signature";
     ExtraSnapshotTooLarge => "extra_snapshot_too_large", "An extra snapshot is too large";
     BadSignature => "bad_signature", "The self signature does not verify";
+    SnapshotTooLarge => "snapshot_too_large", "The card snapshot is too large";
+    CardTooLarge => "card_too_large", "The card is too large";
     InvalidIdentity => "invalid_identity", "The identity is invalid";
     InvalidCardId => "invalid_card_id", "The card id is invalid";
     TooManyIdentities => "too_many_identities", "Too many identities in one lookup";
@@ -194,6 +196,8 @@ problem_codes! {
     AlreadySuperseded => "already_superseded", "The previous card was already superseded";
     ChainRevoked => "chain_revoked", "The card's chain is revoked";
     PreviousCardMismatch => "previous_card_mismatch", "The previous card belongs to another identity";
+    TooManyChains => "too_many_chains", "The identity has as many live card chains as allowed";
+    AnswerTooLarge => "answer_too_large", "The answer would be too large; ask for fewer identities";
     PayloadTooLarge => "payload_too_large", "The request body is too large";
     RequestTimeout => "request_timeout", "The request body was not received in time";
     HeadersTooLarge => "headers_too_large", "The request headers are too large";

@@ -58,7 +58,7 @@ pub async fn lookup_cards(
     }
     metrics.lookup("lookup", identities.len(), false);
     let (etag, found) = directory.lookup_tagged(&caller, &identities).await?;
-    let body = render_found(&found)?;
+    let body = directory.bounded_answer(render_found(&found)?)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
@@ -93,7 +93,7 @@ pub async fn search_cards(
 }
 
 async fn render(directory: &Directory, caller: &Caller, identities: &[String]) -> Result<String, ApiError> {
-    render_found(&directory.lookup(caller, identities).await?)
+    Ok(directory.bounded_answer(render_found(&directory.lookup(caller, identities).await?)?)?)
 }
 
 fn render_found(found: &BTreeMap<String, Vec<Card>>) -> Result<String, ApiError> {

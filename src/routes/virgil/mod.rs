@@ -5,30 +5,40 @@
 mod extract;
 
 use actix_web::http::header::ContentType;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::directory::{Count, Directory};
 use crate::error::{ApiError, VirgilError};
 use crate::metrics::Metrics;
+use crate::ratelimit::{self, RouteClass, Surface};
+use crate::routes::limited;
 use extract::{VirgilBody, VirgilCaller};
 
 /// The header the SDK reads to mark a fetched card outdated (sic: Virgil's spelling).
 pub const SUPERSEDED_HEADER: &str = "x-virgil-is-superseeded";
 
+/// Where the Virgil SDKs find the Cards service (`apiUrl` + this).
+pub const CARDS_PREFIX: &str = "/card/v5";
+
 /// Registers `/card/v5`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/card/v5")
-            .service(web::resource("").route(web::post().to(publish_card)))
-            .service(web::resource("/actions/search").route(web::post().to(search_cards)))
-            .service(web::resource("/actions/revoke/{id}").route(web::post().to(revoke_card)))
-            .service(web::resource("/{id}").route(web::get().to(get_card)))
+        web::scope(CARDS_PREFIX)
+            .app_data(Surface::Virgil)
+            .service(limited(RouteClass::Write, web::resource("").route(web::post().to(publish_card))))
+            .service(limited(RouteClass::Read, web::resource("/actions/search").route(web::post().to(search_cards))))
+            .service(limited(
+                RouteClass::Write,
+                web::resource("/actions/revoke/{id}").route(web::post().to(revoke_card)),
+            ))
+            .service(limited(RouteClass::Read, web::resource("/{id}").route(web::get().to(get_card))))
             .default_service(web::to(not_found)),
     );
 }
 
-async fn not_found() -> Result<HttpResponse, VirgilError> {
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, VirgilError> {
+    ratelimit::admit(&request)?;
     Err(ApiError::not_found("no such route").into())
 }
 
@@ -98,7 +108,7 @@ async fn search_cards(
         array.push_str(&card.record.raw);
     }
     array.push(']');
-    Ok(raw_json(array))
+    Ok(raw_json(directory.bounded_answer(array)?))
 }
 
 /// `POST /card/v5/actions/revoke/{id}`: revokes the card's whole chain, as e3kit's `unregister`
