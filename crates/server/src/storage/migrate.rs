@@ -8,10 +8,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 mod embedded_postgres {
-    refinery::embed_migrations!("migrations/postgres");
+    refinery::embed_migrations!("../../migrations/postgres");
 }
 mod embedded_sqlite {
-    refinery::embed_migrations!("migrations/sqlite");
+    refinery::embed_migrations!("../../migrations/sqlite");
 }
 
 /// A migration could not run.

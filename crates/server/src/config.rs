@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::storage::{CardsPerIdentity, PoolSettings};
 
 /// The built-in defaults, documented key by key.
-pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 
 /// Everything Cardinal can be told. Secrets are `SecretString`, so `Debug` redacts them.
 #[derive(Debug, Clone, Deserialize)]
