@@ -1,6 +1,6 @@
 //! The client: requests, token refresh, chunked and cached lookups.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,10 +14,15 @@ use reqwest::header::{ETAG, IF_NONE_MATCH};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
+use crate::cache::{CachedChunk, LookupCache, LookupCacheUsage};
 use crate::error::ClientError;
+use crate::retry::{self, RetryPolicy};
 use crate::verify::{VerifiedCard, verify_card};
+
+/// The lookup cache's default bound: 16 MiB, some ten thousand cards.
+pub const DEFAULT_LOOKUP_CACHE_BYTES: u64 = 16 << 20;
 
 /// Mints or fetches a token; `true` asks for a fresh one (the last was refused as expired).
 pub type TokenCallback =
@@ -34,12 +39,48 @@ enum ServiceKeyTrust {
 }
 
 /// Configures a [`Client`].
+///
+/// Beside the token and the service key, two knobs matter to operators, and both have defaults
+/// that suit most deployments:
+///
+/// - **The lookup cache** ([`lookup_cache_bytes`](Self::lookup_cache_bytes)) keeps each chunk's
+///   ETag and verified cards, so that a repeated lookup of unchanged identities costs a
+///   `304 Not Modified` and no card bodies. It is bounded by an estimate of the memory it holds
+///   (16 MiB by default) and evicts the least recently used chunks first.
+/// - **Retries** ([`retry`](Self::retry)) of `429 rate_limited` and `503 unavailable`, which
+///   Cardinal sends when it refused a request before doing anything. The client waits as
+///   `Retry-After` says, or backs off with jitter, and gives up after 3 attempts or 10 s by
+///   default, returning the last refusal as [`ClientError::Api`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cardinal_client::{Client, RetryPolicy};
+///
+/// # fn main() -> Result<(), cardinal_client::ClientError> {
+/// # let service_key = cardinal_client::SigningKey::generate().public_key();
+/// let client = Client::builder("https://cards.example.com")
+///     .token("eyJ…")
+///     .service_key(service_key)
+///     // Cache up to 64 MiB of lookup answers (0 turns the cache off).
+///     .lookup_cache_bytes(64 << 20)
+///     // Up to 5 attempts within 30 s; without Retry-After, wait ~0.5 s, ~1 s, ~2 s, ….
+///     .retry(
+///         RetryPolicy::default()
+///             .max_attempts(5)
+///             .max_elapsed(Duration::from_secs(30))
+///             .backoff(Duration::from_millis(500), Duration::from_secs(8)),
+///     )
+///     .build()?;
+/// # Ok(()) }
+/// ```
 pub struct ClientBuilder {
     base_url: String,
     token: Option<TokenSource>,
     trust: Option<ServiceKeyTrust>,
     chunk_size: usize,
     concurrency: usize,
+    cache_bytes: u64,
+    retry: RetryPolicy,
 }
 
 impl ClientBuilder {
@@ -80,6 +121,53 @@ impl ClientBuilder {
         self
     }
 
+    /// Bounds the lookup cache to about `bytes` of memory (16 MiB by default, see
+    /// [`DEFAULT_LOOKUP_CACHE_BYTES`]); 0 turns the cache off, so that every lookup is a full
+    /// answer.
+    ///
+    /// The cache holds one entry per chunk of identities (see
+    /// [`lookup_chunk_size`](Self::lookup_chunk_size)): its ETag and its verified cards. When the
+    /// bound is reached, the least recently used chunks are evicted; a chunk larger than the
+    /// whole bound is not cached. [`Client::lookup_cache_usage`] tells what it holds.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cardinal_client::ClientError> {
+    /// # let key = cardinal_client::SigningKey::generate().public_key();
+    /// let client = cardinal_client::Client::builder("http://127.0.0.1:8080")
+    ///     .service_key(key)
+    ///     .lookup_cache_bytes(1 << 20)
+    ///     .build()?;
+    /// assert_eq!(client.lookup_cache_usage().chunks, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn lookup_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// How `429 rate_limited` and `503 unavailable` answers are retried (see [`RetryPolicy`]
+    /// for the waits and the budget; by default 3 attempts within 10 s).
+    /// [`RetryPolicy::never`] returns every refusal as it comes.
+    ///
+    /// Every call is retried this way, publishes and revocations included: Cardinal sends these
+    /// answers when it refused before doing anything, a republished card is recognised by its
+    /// id, and a revocation is idempotent. Transport errors are never retried.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cardinal_client::ClientError> {
+    /// # let key = cardinal_client::SigningKey::generate().public_key();
+    /// use cardinal_client::{Client, RetryPolicy};
+    /// let batch_job = Client::builder("http://127.0.0.1:8080")
+    ///     .service_key(key)
+    ///     .retry(RetryPolicy::default().max_attempts(10).max_elapsed(std::time::Duration::from_secs(120)))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// Builds the client. A service key must be pinned, or trust on first use chosen.
     pub fn build(self) -> Result<Client, ClientError> {
         // reqwest is built without a default TLS provider so that only ring is compiled in.
@@ -107,7 +195,8 @@ impl ClientBuilder {
                 tofu,
                 chunk_size: self.chunk_size,
                 concurrency: self.concurrency,
-                cache: Mutex::new(HashMap::new()),
+                cache: LookupCache::new(self.cache_bytes),
+                retry: self.retry,
                 stats: LookupCounters::default(),
             }),
         })
@@ -123,15 +212,10 @@ struct LookupCounters {
 /// How lookups were answered so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LookupStats {
-    /// Lookup requests sent.
+    /// Lookup requests answered (a request retried after a `429` or `503` counts once).
     pub requests: u64,
     /// Of those, answered `304 Not Modified` from the cache.
     pub not_modified: u64,
-}
-
-struct CachedChunk {
-    etag: String,
-    cards: BTreeMap<String, Vec<VerifiedCard>>,
 }
 
 struct Inner {
@@ -142,7 +226,8 @@ struct Inner {
     tofu: bool,
     chunk_size: usize,
     concurrency: usize,
-    cache: Mutex<HashMap<String, CachedChunk>>,
+    cache: LookupCache,
+    retry: RetryPolicy,
     stats: LookupCounters,
 }
 
@@ -155,7 +240,21 @@ pub struct Client {
 impl Client {
     /// Starts configuring a client for the server at `base_url`.
     pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
-        ClientBuilder { base_url: base_url.into(), token: None, trust: None, chunk_size: 100, concurrency: 4 }
+        ClientBuilder {
+            base_url: base_url.into(),
+            token: None,
+            trust: None,
+            chunk_size: 100,
+            concurrency: 4,
+            cache_bytes: DEFAULT_LOOKUP_CACHE_BYTES,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// What the lookup cache holds now: at most the bound set with
+    /// [`ClientBuilder::lookup_cache_bytes`].
+    pub fn lookup_cache_usage(&self) -> LookupCacheUsage {
+        self.inner.cache.usage()
     }
 
     /// How lookups were answered so far.
@@ -176,7 +275,8 @@ impl Client {
                 if !inner.tofu {
                     return Err(ClientError::InvalidInput("no service key".into()));
                 }
-                let response = inner.http.get(format!("{}/v1/service-key", inner.base_url)).send().await?;
+                let url = self.url("/v1/service-key");
+                let (response, _) = self.send_retrying(|| inner.http.get(&url), false).await?;
                 let body: ServiceKeyResponse = decode(response).await?;
                 PublicKey::from_text(&body.public_key)
                     .map_err(|e| ClientError::Verification(format!("service key: {e}")))
@@ -193,25 +293,59 @@ impl Client {
         }
     }
 
-    /// Sends a request with the token, and once more with a fresh one if it was expired.
+    /// Sends a request with the token, once more with a fresh one if it was expired, and again
+    /// after a `429` or `503` as the retry policy allows.
     async fn send(&self, build: impl Fn() -> RequestBuilder) -> Result<Response, ClientError> {
-        let mut refresh = false;
+        self.send_retrying(build, true).await.map(|(response, _)| response)
+    }
+
+    /// [`Self::send`], also telling whether the request was sent more than once after a refusal.
+    ///
+    /// Only `429` and `503` are retried: the module `retry` explains why that is safe for
+    /// every call, publishes included. A transport error is returned as it comes, since after
+    /// the request was sent the server may have applied it.
+    async fn send_retrying(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+        authenticate: bool,
+    ) -> Result<(Response, bool), ClientError> {
+        let policy = &self.inner.retry;
+        let started = tokio::time::Instant::now();
+        let callback = matches!(self.inner.token, Some(TokenSource::Callback(_)));
+        let mut refresh_now = false;
+        let mut refreshed = false;
+        let mut attempt = 1;
+        let mut retried = false;
         loop {
             let mut request = build();
-            if let Some(token) = self.token(refresh).await? {
+            if authenticate && let Some(token) = self.token(refresh_now).await? {
                 request = request.bearer_auth(token);
             }
+            refresh_now = false;
             let response = request.send().await?;
-            let callback = matches!(self.inner.token, Some(TokenSource::Callback(_)));
-            if response.status() == StatusCode::UNAUTHORIZED && callback && !refresh {
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && authenticate && callback && !refreshed {
                 let problem = problem(response).await;
                 if problem.code() == Some(ProblemCode::TokenExpired) {
-                    refresh = true;
+                    refresh_now = true;
+                    refreshed = true;
                     continue;
                 }
                 return Err(problem);
             }
-            return Ok(response);
+            if retry::is_retryable(status) && attempt < policy.attempts() {
+                let wait = retry::retry_after(response.headers(), std::time::SystemTime::now());
+                let delay = policy.delay(attempt, wait, &mut rand::thread_rng());
+                if started.elapsed().saturating_add(delay) <= policy.elapsed_budget() {
+                    // Read the small problem body so that the connection can be reused.
+                    let _ = response.bytes().await;
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    retried = true;
+                    continue;
+                }
+            }
+            return Ok((response, retried));
         }
     }
 
@@ -243,13 +377,45 @@ impl Client {
     }
 
     /// Publishes a card the caller built and signed.
+    ///
+    /// A `429` or `503` is retried as the [`RetryPolicy`] allows. Should an attempt the server
+    /// answered `503` have landed all the same (a lost commit acknowledgement), the retry is
+    /// refused as `card_exists` (or `already_superseded` for a rotation); the client then fetches
+    /// the card by its id, and returns it if the server holds exactly these bytes.
     pub async fn publish(&self, card: &RawSignedModel) -> Result<VerifiedCard, ClientError> {
-        let view: CardView = self.call(Method::POST, "/v1/cards", Some(card)).await?;
+        let url = self.url("/v1/cards");
+        let (response, retried) = self.send_retrying(|| self.inner.http.post(&url).json(card), true).await?;
+        let view: CardView = match decode(response).await {
+            Ok(view) => view,
+            Err(refused)
+                if retried
+                    && matches!(refused.code(), Some(ProblemCode::CardExists | ProblemCode::AlreadySuperseded)) =>
+            {
+                match self.find_published(card).await? {
+                    Some(view) => view,
+                    None => return Err(refused),
+                }
+            }
+            Err(other) => return Err(other),
+        };
         let verified = self.verified(view).await?;
         if verified.card.raw.content_snapshot != card.content_snapshot {
             return Err(ClientError::Verification("the published card is not the one sent".into()));
         }
         Ok(verified)
+    }
+
+    /// The card with the id of `card`, if the server holds one.
+    async fn find_published(&self, card: &RawSignedModel) -> Result<Option<CardView>, ClientError> {
+        let Some(snapshot) = cardinal_card::b64::decode_std(&card.content_snapshot) else {
+            return Ok(None);
+        };
+        let id = CardId::of_snapshot(&snapshot);
+        match self.call::<(), CardView>(Method::GET, &format!("/v1/cards/{id}"), None).await {
+            Ok(view) => Ok(Some(view)),
+            Err(error) if error.code() == Some(ProblemCode::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Builds, signs and publishes a root card for `identity` holding `key`'s public key.
@@ -323,8 +489,12 @@ impl Client {
     }
 
     async fn lookup_chunk(&self, chunk: Vec<String>) -> Result<BTreeMap<String, Vec<VerifiedCard>>, ClientError> {
-        let key = serde_json::to_string(&chunk).unwrap_or_default();
-        let cached_etag = self.inner.cache.lock().await.get(&key).map(|c| c.etag.clone());
+        // A chunk's identities, joined: an empty key would make every chunk share one entry.
+        let key = serde_json::to_string(&chunk).expect("a list of strings always serialises");
+        // Held for the whole call, so that a 304 can be answered even if the chunk is evicted
+        // meanwhile.
+        let cached = self.inner.cache.get(&key);
+        let cached_etag = cached.as_ref().map(|c| c.etag.clone());
         let query: Vec<(&str, &str)> = chunk.iter().map(|i| ("identity", i.as_str())).collect();
         let url = self.url("/v1/cards");
         let response = self
@@ -339,7 +509,7 @@ impl Client {
         self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
         if response.status() == StatusCode::NOT_MODIFIED {
             self.inner.stats.not_modified.fetch_add(1, Ordering::Relaxed);
-            if let Some(cached) = self.inner.cache.lock().await.get(&key) {
+            if let Some(cached) = cached {
                 return Ok(cached.cards.clone());
             }
             return Err(ClientError::Transport("304 for a lookup that is not cached".into()));
@@ -371,7 +541,7 @@ impl Client {
             return Err(ClientError::Verification(format!("the server left out {missing:?}")));
         }
         if let Some(etag) = etag {
-            self.inner.cache.lock().await.insert(key, CachedChunk { etag, cards: cards.clone() });
+            self.inner.cache.insert(key, CachedChunk { etag, cards: cards.clone() });
         }
         Ok(cards)
     }
@@ -382,10 +552,19 @@ fn now() -> i64 {
 }
 
 async fn problem(response: Response) -> ClientError {
-    let status = response.status().as_u16();
+    let status = response.status();
     match response.json::<Problem>().await {
-        Ok(problem) => ClientError::Api { status, code: problem.code, detail: problem.detail },
-        Err(_) => ClientError::Api { status, code: ProblemCode::Unknown, detail: format!("HTTP {status}") },
+        Ok(problem) => ClientError::Api { status: status.as_u16(), code: problem.code, detail: problem.detail },
+        Err(_) => {
+            // A proxy in front of Cardinal answers in its own words; its 429 and 503 still mean
+            // what Cardinal's do.
+            let code = match status {
+                StatusCode::TOO_MANY_REQUESTS => ProblemCode::RateLimited,
+                StatusCode::SERVICE_UNAVAILABLE => ProblemCode::Unavailable,
+                _ => ProblemCode::Unknown,
+            };
+            ClientError::Api { status: status.as_u16(), code, detail: format!("HTTP {}", status.as_u16()) }
+        }
     }
 }
 

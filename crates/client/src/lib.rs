@@ -22,16 +22,26 @@
 //!
 //! Lookups of any number of identities are split into chunks of the server's limit, sent
 //! concurrently, and cached per chunk: a repeated lookup revalidates with `If-None-Match`, so
-//! unchanged identities cost a `304` and no card bodies.
+//! unchanged identities cost a `304` and no card bodies. The cache is bounded (16 MiB by
+//! default, [`ClientBuilder::lookup_cache_bytes`]) and evicts the least recently used chunks.
+//!
+//! `429 rate_limited` and `503 unavailable` answers are retried after the server's
+//! `Retry-After`, or with jittered exponential backoff, within a budget of attempts and time
+//! ([`ClientBuilder::retry`], [`RetryPolicy`]); the last refusal is returned as
+//! [`ClientError::Api`] with the server's problem code.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cache;
 mod client;
 mod error;
+mod retry;
 mod verify;
 
+pub use cache::LookupCacheUsage;
 pub use cardinal_card::wire::{CardStatus, EventsPage, ProblemCode};
 pub use cardinal_card::{CardId, PublicKey, SigningKey};
-pub use client::{Client, ClientBuilder, LookupStats, TokenCallback};
+pub use client::{Client, ClientBuilder, DEFAULT_LOOKUP_CACHE_BYTES, LookupStats, TokenCallback};
 pub use error::ClientError;
+pub use retry::RetryPolicy;
 pub use verify::{VerifiedCard, verify_card};
