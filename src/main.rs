@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cardinal_card::PublicKey;
+use cardinal_server::apps::AppAdmin;
 use cardinal_server::auth::jwt::{Claims, mint_eddsa};
+use cardinal_server::clock::{self, Clock};
 use cardinal_server::config::Settings;
+use cardinal_server::domain::{AppId, CardsPerIdentity, KeyRole};
 use cardinal_server::startup::{Application, open_store};
-use cardinal_server::storage::{CardsPerIdentity, KeyRole};
 use cardinal_server::{manage, telemetry};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -197,6 +199,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let store = store.as_ref();
+    let clock = clock::system();
+    let apps = AppAdmin::new(store, clock.as_ref());
     match command {
         Command::Migrate => println!("migrations applied"),
         Command::App(AppCommand::Create { id, cards_per_identity }) => {
@@ -205,7 +209,7 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
                 Some(Policy::Multiple) => CardsPerIdentity::Multiple,
                 None => settings.apps.cards_per_identity,
             };
-            let app = manage::create_app(store, &id, policy, "cli").await?;
+            let app = apps.create_app(&id, policy, "cli").await.with_context(|| format!("creating app {id}"))?;
             println!("created app {} (cards_per_identity = {})", app.id, app.cards_per_identity.as_str());
         }
         Command::App(AppCommand::List) => {
@@ -219,7 +223,7 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
                 std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
             let key = PublicKey::from_text(&text)
                 .with_context(|| format!("{} is not an Ed25519 public key", public_key.display()))?;
-            let record = manage::add_key(store, &app, role.into(), &key, kid, "cli").await?;
+            let record = apps.add_key(&app, role.into(), &key, kid, "cli").await?;
             println!("added {} key {} to app {}", record.role.as_str(), record.kid, record.app_id);
         }
         Command::Key(KeyCommand::Generate { app, role, out, kid }) => {
@@ -228,7 +232,7 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             let key = cardinal_card::SigningKey::generate();
             manage::write_private_key(&out, &key)?;
-            let record = manage::add_key(store, &app, role.into(), &key.public_key(), kid, "cli").await?;
+            let record = apps.add_key(&app, role.into(), &key.public_key(), kid, "cli").await?;
             println!(
                 "generated {} key {} for app {}; private key in {}",
                 record.role.as_str(),
@@ -239,7 +243,8 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Key(KeyCommand::List { app }) => {
             println!("{:<34} {:<16} {:<6} {:<22} REVOKED", "KID", "APP", "ROLE", "CREATED");
-            for key in store.list_api_keys(app.as_deref()).await? {
+            let app = app.as_deref().map(AppId::parse).transpose()?;
+            for key in store.list_api_keys(app.as_ref()).await? {
                 let revoked = key.revoked_at.map_or_else(|| "-".to_owned(), timestamp);
                 println!(
                     "{:<34} {:<16} {:<6} {:<22} {revoked}",
@@ -251,7 +256,7 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
         }
         Command::Key(KeyCommand::Revoke { kid }) => {
-            if manage::revoke_key(store, &kid, "cli").await? {
+            if apps.revoke_key(&kid, "cli").await? {
                 println!("revoked key {kid}");
             } else {
                 println!("key {kid} was already revoked");
@@ -271,7 +276,7 @@ fn timestamp(secs: i64) -> String {
 fn mint(args: &TokenArgs) -> anyhow::Result<String> {
     let key = manage::read_private_key(&args.key)?;
     let ttl: Duration = args.ttl.into();
-    let iat = chrono::Utc::now().timestamp();
+    let iat = clock::SystemClock.unix();
     let exp = iat + i64::try_from(ttl.as_secs()).context("ttl is too long")?;
     Ok(match args.scheme {
         Scheme::Bearer => {

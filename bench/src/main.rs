@@ -13,12 +13,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use cardinal_card::card::{CardBuilder, countersign};
 use cardinal_card::log::EventKind;
-use cardinal_card::{FormatLimits, Identity, ParsedCard, SigningKey};
+use cardinal_card::{CardId, FormatLimits, Identity, ParsedCard, SigningKey};
+use cardinal_server::apps::AppAdmin;
 use cardinal_server::auth::jwt::{Claims, mint_eddsa};
+use cardinal_server::clock::SystemClock;
+use cardinal_server::domain::{AppId, CardsPerIdentity, KeyRole};
 use cardinal_server::manage;
-use cardinal_server::storage::{
-    self, CardStore, CardsPerIdentity, EventDraft, KeyRole, NewCard, Placement, PoolSettings, Revocation,
-};
+use cardinal_server::storage::{self, EventDraft, NewCard, Placement, PoolSettings, Revocation, Store};
 use clap::{Parser, Subcommand};
 use futures_util::{StreamExt, stream};
 use rand::Rng;
@@ -61,24 +62,28 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-fn event(kind: EventKind, card: &str, identity: &str) -> EventDraft {
+fn app_id() -> AppId {
+    AppId::parse(APP).expect("the bench app id is valid")
+}
+
+fn event(kind: EventKind, card: &CardId, identity: &Identity) -> EventDraft {
     EventDraft {
         kind,
         at_ms: now() * 1000,
-        card_id: Some(card.to_owned()),
-        identity: Some(identity.to_owned()),
+        card_id: Some(card.clone()),
+        identity: Some(identity.clone()),
         actor: format!("user:{identity}"),
         detail: BTreeMap::new(),
     }
 }
 
 fn signed(
-    identity: &str,
-    previous: Option<&cardinal_card::CardId>,
+    identity: &Identity,
+    previous: Option<&CardId>,
     service: &SigningKey,
 ) -> anyhow::Result<(ParsedCard, NewCard)> {
     let key = SigningKey::generate();
-    let mut builder = CardBuilder::new(Identity::parse(identity)?, &key, now());
+    let mut builder = CardBuilder::new(identity.clone(), &key, now());
     if let Some(previous) = previous {
         builder = builder.previous(previous.clone());
     }
@@ -87,10 +92,10 @@ fn signed(
     let mut countersigned = parsed.raw.clone();
     countersign(&mut countersigned, &parsed.snapshot, service);
     let new = NewCard {
-        app_id: APP.into(),
-        id: parsed.id.to_string(),
-        identity: identity.into(),
-        chain_index: 0,
+        app_id: app_id(),
+        id: parsed.id.clone(),
+        identity: identity.clone(),
+        chain_index: i64::from(previous.is_some()),
         created_at: parsed.content.created_at,
         published_at: now(),
         public_key: parsed.content.public_key_base64.clone(),
@@ -99,8 +104,8 @@ fn signed(
     Ok((parsed, new))
 }
 
-async fn seed_identity(store: &dyn CardStore, service: &SigningKey, n: usize) -> anyhow::Result<()> {
-    let identity = format!("u{n}");
+async fn seed_identity(store: &dyn Store, service: &SigningKey, n: usize) -> anyhow::Result<()> {
+    let identity = Identity::parse(&format!("u{n}"))?;
     let (root, card) = signed(&identity, None, service)?;
     store
         .insert_card(
@@ -124,10 +129,15 @@ async fn seed_identity(store: &dyn CardStore, service: &SigningKey, n: usize) ->
             .await?;
     }
     if n % 100 == 1 {
-        let revocation = Revocation { at: now(), reason: Some("bench".into()), by: format!("user:{identity}") };
-        store
-            .revoke_chain(APP, &card.id, &identity, &revocation, event(EventKind::ChainRevoked, &card.id, &identity))
-            .await?;
+        let revocation = Revocation {
+            app_id: app_id(),
+            chain_id: card.id.clone(),
+            identity: identity.clone(),
+            at: now(),
+            reason: Some("bench".into()),
+            by: format!("user:{identity}"),
+        };
+        store.revoke_chain(&revocation, event(EventKind::ChainRevoked, &card.id, &identity)).await?;
     }
     Ok(())
 }
@@ -136,14 +146,15 @@ async fn seed(database_url: &str, identities: usize, dir: &std::path::Path) -> a
     std::fs::create_dir_all(dir)?;
     let pool =
         PoolSettings { max_connections: 16, min_connections: 0, acquire_timeout: std::time::Duration::from_secs(30) };
-    let store: Arc<dyn CardStore> = storage::connect(database_url, &pool).await?;
+    let store: Arc<dyn Store> = storage::connect(database_url, &pool).await?;
     store.migrate().await?;
     let service = SigningKey::generate();
     manage::write_private_key(&dir.join("service-key.pem"), &service)?;
-    manage::create_app(store.as_ref(), APP, CardsPerIdentity::Single, "bench").await?;
+    let admin = AppAdmin::new(store.as_ref(), &SystemClock);
+    admin.create_app(APP, CardsPerIdentity::Single, "bench").await?;
     let app_key = SigningKey::generate();
     manage::write_private_key(&dir.join("app-key.pem"), &app_key)?;
-    manage::add_key(store.as_ref(), APP, KeyRole::App, &app_key.public_key(), Some(KID.into()), "bench").await?;
+    admin.add_key(APP, KeyRole::App, &app_key.public_key(), Some(KID.into()), "bench").await?;
     let started = std::time::Instant::now();
     let results: Vec<anyhow::Result<()>> = stream::iter((0..identities).map(|n| {
         let (store, service) = (store.clone(), service.clone());

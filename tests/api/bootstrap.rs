@@ -2,64 +2,24 @@
 //! logs a token command, and that token publishes a card with curl.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use crate::helpers::new_card;
+use crate::helpers::{Running, cardinal_command, listening_port, new_card, run_binary, spawn_binary};
 use crate::support::{Backend, TestDb};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the real binary in `dir` with nothing configured but a free port (and, for
-/// PostgreSQL, `DATABASE_URL`), and returns its port and the token command it logged.
-fn serve(dir: &std::path::Path, database_url: Option<&str>) -> (Server, u16, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cardinal"));
-    command.arg("serve").current_dir(dir).stdout(Stdio::null()).stderr(Stdio::piped());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("CARDINAL_") || name == "DATABASE_URL" || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command.env("CARDINAL_SERVER__LISTEN", "127.0.0.1:0");
-    if let Some(url) = database_url {
-        command.env("DATABASE_URL", url);
-    }
-    let mut child = command.spawn().expect("the cardinal binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining after the test stops listening, so the server never writes to a
-        // closed pipe.
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let (mut port, mut token_command) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut log = String::new();
-    while port.is_none() || token_command.is_none() {
-        let line = received
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("the server did not log its port and token command in time:\n{log}"));
-        log.push_str(&line);
-        log.push('\n');
-        if let Some(rest) = line.split("mint a token with: ").nth(1) {
-            token_command = Some(rest.trim().to_owned());
-        }
-        if line.contains("listening") {
-            port = line.split("port=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|p| p.parse().ok());
-        }
-    }
-    (server, port.unwrap(), token_command.unwrap())
+/// PostgreSQL, `DATABASE_URL`), and returns it, its port and the token command it logged.
+fn serve(dir: &std::path::Path, database_url: Option<&str>) -> (Running, u16, String) {
+    let env: Vec<(&str, &str)> = database_url.map(|url| ("DATABASE_URL", url)).into_iter().collect();
+    let spawned = spawn_binary(dir, &env);
+    let token_command = spawned
+        .startup_log
+        .iter()
+        .find_map(|line| line.split("mint a token with: ").nth(1))
+        .unwrap_or_else(|| panic!("no token command was logged:\n{}", spawned.startup_log.join("\n")))
+        .trim()
+        .to_owned();
+    (spawned.process, spawned.port, token_command)
 }
 
 fn run(dir: &std::path::Path, shell: &str) -> String {
@@ -98,14 +58,8 @@ async fn the_printed_token_command_publishes_a_card_with_curl(backend: Backend) 
 
     // A second start finds the app and does not bootstrap again.
     drop(server);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cardinal"));
-    command.args(["app", "list"]).current_dir(&dir);
-    if let Some(url) = &url {
-        command.env("DATABASE_URL", url);
-    } else {
-        command.env_remove("DATABASE_URL");
-    }
-    let listing = String::from_utf8(command.output().unwrap().stdout).unwrap();
+    let env: Vec<(&str, &str)> = url.as_deref().map(|url| ("DATABASE_URL", url)).into_iter().collect();
+    let listing = String::from_utf8(run_binary(&dir, &env, &["app", "list"]).stdout).unwrap();
     assert_eq!(listing.lines().filter(|l| l.starts_with("default ")).count(), 1, "{listing}");
 }
 
@@ -113,9 +67,8 @@ async fn the_printed_token_command_publishes_a_card_with_curl(backend: Backend) 
 #[test]
 fn a_closed_log_pipe_does_not_break_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cardinal"));
-    command.arg("serve").current_dir(dir.path()).stdout(Stdio::null()).stderr(Stdio::piped());
-    command.env("CARDINAL_SERVER__LISTEN", "127.0.0.1:0").env_remove("DATABASE_URL").env_remove("RUST_LOG");
+    let mut command = cardinal_command(dir.path(), &[("CARDINAL_SERVER__LISTEN", "127.0.0.1:0")]);
+    command.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut port = None;
@@ -123,15 +76,9 @@ fn a_closed_log_pipe_does_not_break_requests() {
     while port.is_none() {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "the server exited before listening");
-        if line.contains("listening") {
-            port = line
-                .split("port=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .and_then(|p| p.parse::<u16>().ok());
-        }
+        port = listening_port(&line);
     }
-    let server = Server(child);
+    let server = Running(child);
     drop(stderr);
     // An unauthenticated lookup is logged as a warning: the write fails, the answer must not.
     let status = run(
@@ -143,13 +90,8 @@ fn a_closed_log_pipe_does_not_break_requests() {
 }
 
 fn cardinal(dir: &std::path::Path, database_url: Option<&str>, args: &[&str]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cardinal"));
-    command.args(args).current_dir(dir).env_remove("RUST_LOG");
-    match database_url {
-        Some(url) => command.env("DATABASE_URL", url),
-        None => command.env_remove("DATABASE_URL"),
-    };
-    command.output().expect("cardinal runs")
+    let env: Vec<(&str, &str)> = database_url.map(|url| ("DATABASE_URL", url)).into_iter().collect();
+    run_binary(dir, &env, args)
 }
 
 fn ok(output: std::process::Output) -> String {

@@ -5,11 +5,13 @@ use std::sync::{Arc, LazyLock};
 
 use cardinal_card::card::CardBuilder;
 use cardinal_card::{CardId, Identity, PublicKey, RawSignedModel, SigningKey};
+use cardinal_server::apps::AppAdmin;
 use cardinal_server::auth::jwt::{Claims, mint_eddsa};
+use cardinal_server::clock::{Clock, ShiftedClock};
 use cardinal_server::config::Settings;
-use cardinal_server::manage;
+use cardinal_server::domain::{CardsPerIdentity, KeyRole};
 use cardinal_server::startup::{Application, open_store};
-use cardinal_server::storage::{CardStore, CardsPerIdentity, KeyRole};
+use cardinal_server::storage::Store;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use std::io::BufRead;
@@ -39,7 +41,9 @@ pub struct TestApp {
     pub app_kid: String,
     pub admin_key: SigningKey,
     pub admin_kid: String,
-    pub store: Arc<dyn CardStore>,
+    pub store: Arc<dyn Store>,
+    /// The server's clock: advance it to pass a token lifetime or a cache window.
+    pub clock: Arc<ShiftedClock>,
     settings: Settings,
     handle: actix_web::dev::ServerHandle,
 }
@@ -82,14 +86,14 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     }
     let settings: Settings = figment.extract().expect("test settings");
     let store = open_store(&settings).await.expect("store");
-    manage::create_app(store.as_ref(), APP, options.policy, "test").await.unwrap();
+    let clock = ShiftedClock::new();
+    let admin = AppAdmin::new(store.as_ref(), clock.as_ref());
+    admin.create_app(APP, options.policy, "test").await.unwrap();
     let app_key = SigningKey::generate();
-    let app_kid =
-        manage::add_key(store.as_ref(), APP, KeyRole::App, &app_key.public_key(), None, "test").await.unwrap().kid;
+    let app_kid = admin.add_key(APP, KeyRole::App, &app_key.public_key(), None, "test").await.unwrap().kid;
     let admin_key = SigningKey::generate();
-    let admin_kid =
-        manage::add_key(store.as_ref(), APP, KeyRole::Admin, &admin_key.public_key(), None, "test").await.unwrap().kid;
-    let (address, handle) = start(settings.clone()).await;
+    let admin_kid = admin.add_key(APP, KeyRole::Admin, &admin_key.public_key(), None, "test").await.unwrap().kid;
+    let (address, handle) = start(settings.clone(), clock.clone()).await;
     TestApp {
         backend,
         address,
@@ -100,13 +104,14 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         admin_key,
         admin_kid,
         store,
+        clock,
         settings,
         handle,
     }
 }
 
-async fn start(settings: Settings) -> (String, actix_web::dev::ServerHandle) {
-    let app = Application::build(settings).await.expect("application");
+async fn start(settings: Settings, clock: Arc<ShiftedClock>) -> (String, actix_web::dev::ServerHandle) {
+    let app = Application::build_with_clock(settings, clock).await.expect("application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
@@ -138,6 +143,16 @@ pub fn rotation_of(identity: &str, previous: &CardId) -> NewCard {
 }
 
 impl TestApp {
+    /// Apps and keys, managed as `cardinal app|key` does, on the server's clock.
+    pub fn admin(&self) -> AppAdmin<'_> {
+        AppAdmin::new(self.store.as_ref(), self.clock.as_ref())
+    }
+
+    /// The server's current time, Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.unix()
+    }
+
     /// The database URL, for tests that check rows directly.
     pub fn database_url(&self) -> &str {
         &self._db.url
@@ -152,15 +167,15 @@ impl TestApp {
     }
 
     pub fn user_token(&self, identity: &str) -> String {
-        self.token_with(&self.app_key, &self.app_kid, APP, identity, now(), now() + 600)
+        self.token_with(&self.app_key, &self.app_kid, APP, identity, self.now(), self.now() + 600)
     }
 
     pub fn admin_token(&self, admin: &str) -> String {
-        self.token_with(&self.admin_key, &self.admin_kid, APP, admin, now(), now() + 600)
+        self.token_with(&self.admin_key, &self.admin_kid, APP, admin, self.now(), self.now() + 600)
     }
 
     pub fn virgil_token(&self, identity: &str) -> String {
-        cardinal_card::virgil_jwt::sign(&self.app_key, &self.app_kid, APP, identity, now(), now() + 600)
+        cardinal_card::virgil_jwt::sign(&self.app_key, &self.app_kid, APP, identity, self.now(), self.now() + 600)
     }
 
     pub async fn publish_raw(&self, token: &str, body: &Value) -> Response {
@@ -242,13 +257,13 @@ impl TestApp {
     /// Another server over the same database and service key, as a second replica: its address
     /// and a handle that stops it.
     pub async fn another_instance(&self) -> (String, actix_web::dev::ServerHandle) {
-        start(self.settings.clone()).await
+        start(self.settings.clone(), self.clock.clone()).await
     }
 
     /// Stops the server and starts it again over the same database and service key.
     pub async fn restart(&mut self) {
         self.handle.stop(true).await;
-        let (address, handle) = start(self.settings.clone()).await;
+        let (address, handle) = start(self.settings.clone(), self.clock.clone()).await;
         self.address = address;
         self.handle = handle;
     }
@@ -309,53 +324,80 @@ impl Drop for Running {
     }
 }
 
-pub fn spawn_binary(dir: &std::path::Path, env: &[(&str, &str)]) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+/// The `cardinal` binary with a clean environment (none of the caller's CARDINAL_*,
+/// DATABASE_URL or RUST_LOG), in `dir`, with `env` set: the one way tests run the binary.
+pub fn cardinal_command(dir: &std::path::Path, env: &[(&str, &str)]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cardinal"));
-    command.arg("serve").current_dir(dir).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    command.current_dir(dir);
     for (name, _) in std::env::vars() {
         if name.starts_with("CARDINAL_") || name == "DATABASE_URL" || name == "RUST_LOG" {
             command.env_remove(name);
         }
     }
-    command.env("CARDINAL_SERVER__LISTEN", "127.0.0.1:0");
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = Running(command.spawn().unwrap());
-    let stderr = child.0.stderr.take().unwrap();
+    command
+}
+
+/// A started `cardinal serve`.
+pub struct Spawned {
+    pub process: Running,
+    pub port: u16,
+    /// What it logged up to and including its `listening` line.
+    pub startup_log: Vec<String>,
+    /// What it logs from then on.
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `cardinal serve` on a free port and waits until it listens.
+pub fn spawn_binary(dir: &std::path::Path, env: &[(&str, &str)]) -> Spawned {
+    let mut command = cardinal_command(dir, &[("CARDINAL_SERVER__LISTEN", "127.0.0.1:0")]);
+    command.arg("serve").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut process = Running(command.spawn().unwrap());
+    let stderr = process.0.stderr.take().unwrap();
     let (sender, lines) = std::sync::mpsc::channel();
+    // Keeps draining after the test stops reading, so the server never writes to a closed pipe.
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = sender.send(line);
         }
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut startup_log = Vec::new();
     loop {
         let line = lines
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .expect("the server starts");
-        let pretty = line
-            .split("port=")
-            .nth(1)
-            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|p| p.parse().ok());
-        let json = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|v| v["fields"]["port"].as_u64())
-            .and_then(|p| u16::try_from(p).ok());
-        if let Some(port) = pretty.or(json).filter(|_| line.contains("listening")) {
-            return (child, port, lines);
+            .unwrap_or_else(|_| panic!("the server did not start:\n{}", startup_log.join("\n")));
+        let port = listening_port(&line);
+        startup_log.push(line);
+        if let Some(port) = port {
+            return Spawned { process, port, startup_log, lines };
         }
     }
 }
 
-pub fn mint(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> String {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cardinal"));
-    command.args(args).current_dir(dir);
-    for (key, value) in env {
-        command.env(key, value);
+/// The port of a `listening` line, pretty or JSON.
+pub fn listening_port(line: &str) -> Option<u16> {
+    if !line.contains("listening") {
+        return None;
     }
-    let output = command.output().unwrap();
+    let pretty = line.split("port=").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next());
+    let json =
+        serde_json::from_str::<Value>(line).ok().and_then(|v| v["fields"]["port"].as_u64()).map(|p| p.to_string());
+    pretty.map(str::to_owned).or(json).and_then(|p| p.parse().ok())
+}
+
+/// Runs a `cardinal` command to completion.
+pub fn run_binary(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    cardinal_command(dir, env).args(args).output().expect("cardinal runs")
+}
+
+pub fn mint(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let output = run_binary(dir, env, args);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }

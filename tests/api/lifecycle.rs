@@ -8,8 +8,7 @@ use crate::helpers::{
     Options, assert_event_log_verifies, assert_problem, new_card, rotation_of, spawn_app, spawn_app_with,
 };
 use crate::support::Backend;
-use cardinal_server::manage;
-use cardinal_server::storage::{CardsPerIdentity, KeyRole};
+use cardinal_server::domain::{CardsPerIdentity, KeyRole};
 
 fn active_ids(lookup: &Value, identity: &str) -> Vec<String> {
     lookup["identities"][identity].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
@@ -135,10 +134,9 @@ async fn cards_of_another_app_are_invisible(backend: Backend) {
     let card = new_card("alice");
     app.published("alice", &card).await;
 
-    manage::create_app(app.store.as_ref(), "other", CardsPerIdentity::Single, "test").await.unwrap();
+    app.admin().create_app("other", CardsPerIdentity::Single, "test").await.unwrap();
     let key = cardinal_card::SigningKey::generate();
-    let kid =
-        manage::add_key(app.store.as_ref(), "other", KeyRole::App, &key.public_key(), None, "test").await.unwrap().kid;
+    let kid = app.admin().add_key("other", KeyRole::App, &key.public_key(), None, "test").await.unwrap().kid;
     let now = crate::helpers::now();
     let stranger = app.token_with(&key, &kid, "other", "alice", now, now + 600);
 

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    APP, Options, assert_problem, mint, new_card, now, rotation_of, spawn_app, spawn_app_with, spawn_binary,
+    APP, Options, Spawned, assert_problem, mint, new_card, now, rotation_of, spawn_app, spawn_app_with, spawn_binary,
 };
 use crate::support::{Backend, TestDb};
 
@@ -237,7 +237,7 @@ async fn sigterm_lets_accepted_requests_finish_and_exits_0(backend: Backend) {
     let env = [("DATABASE_URL", db.url.as_str()), ("CARDINAL_SERVER__SHUTDOWN_GRACE_SECS", "10")];
     mint(&dir, &env, &["app", "create", "ops"]);
     mint(&dir, &env, &["key", "generate", "--app", "ops", "--role", "app", "--out", "k.pem", "--kid", "ops-k"]);
-    let (mut child, port, _lines) = spawn_binary(&dir, &env);
+    let Spawned { process: mut child, port, .. } = spawn_binary(&dir, &env);
 
     // Slow requests: headers sent, bodies trickling in. Each is accepted before SIGTERM.
     let mut streams = Vec::new();
@@ -281,7 +281,7 @@ async fn json_logs_carry_the_request_id(backend: Backend) {
     let db = TestDb::new(backend).await;
     let dir = db.dir().to_owned();
     let env = [("DATABASE_URL", db.url.as_str()), ("CARDINAL_LOG__FORMAT", "json")];
-    let (child, port, lines) = spawn_binary(&dir, &env);
+    let Spawned { process: child, port, lines, .. } = spawn_binary(&dir, &env);
     let client = reqwest::Client::new();
     let response = client
         .get(format!("http://127.0.0.1:{port}/v1/cards?identity=a"))

@@ -9,7 +9,9 @@ use cardinal_card::{Identity, PublicKey, RawSignature, RawSignedModel, SigningKe
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{APP, Options, TestApp, assert_problem, new_card, now, rotation_of, spawn_app_with, spawn_binary};
+use crate::helpers::{
+    APP, Options, Spawned, TestApp, assert_problem, new_card, now, rotation_of, spawn_app_with, spawn_binary,
+};
 use crate::support::{Backend, TestDb};
 
 /// A request with a path exactly as written (reqwest keeps percent-escapes and doubled slashes).
@@ -129,16 +131,11 @@ fn forged_bearer(kid: &str, sub: &str) -> String {
 async fn weak_keys_are_refused_and_cannot_be_forged_for(backend: Backend) {
     let app = spawn_app_with(backend, Options::default()).await;
     let weak = PublicKey::from_bytes(&identity_point()).unwrap();
-    let refused = cardinal_server::manage::add_key(
-        app.store.as_ref(),
-        APP,
-        cardinal_server::storage::KeyRole::Admin,
-        &weak,
-        Some("weak".into()),
-        "test",
-    )
-    .await
-    .unwrap_err();
+    let refused = app
+        .admin()
+        .add_key(APP, cardinal_server::domain::KeyRole::Admin, &weak, Some("weak".into()), "test")
+        .await
+        .unwrap_err();
     assert!(format!("{refused:#}").contains("small-order"), "{refused:#}");
     // y = 2 + p: a key of large order, spelled with a field element above p.
     let mut non_canonical = [0xffu8; 32];
@@ -149,22 +146,14 @@ async fn weak_keys_are_refused_and_cannot_be_forged_for(backend: Backend) {
             PublicKey::from_bytes(&non_canonical).ok()
         })
         .unwrap();
-    let refused = cardinal_server::manage::add_key(
-        app.store.as_ref(),
-        APP,
-        cardinal_server::storage::KeyRole::App,
-        &spelled,
-        None,
-        "test",
-    )
-    .await;
+    let refused = app.admin().add_key(APP, cardinal_server::domain::KeyRole::App, &spelled, None, "test").await;
     assert!(refused.is_err(), "a non-canonical key is refused");
 
     // Planted as an older version would have stored it.
     let planted = cardinal_server::storage::ApiKeyRecord {
         kid: "weak-admin".into(),
-        app_id: APP.into(),
-        role: cardinal_server::storage::KeyRole::Admin,
+        app_id: cardinal_server::domain::AppId::parse(APP).unwrap(),
+        role: cardinal_server::domain::KeyRole::Admin,
         public_key: identity_point().to_vec(),
         created_at: now(),
         revoked_at: None,
@@ -353,7 +342,7 @@ async fn live_chains_per_identity_are_capped_under_concurrency(backend: Backend)
     let app = spawn_app_with(
         backend,
         Options {
-            policy: cardinal_server::storage::CardsPerIdentity::Multiple,
+            policy: cardinal_server::domain::CardsPerIdentity::Multiple,
             settings: vec![("limits.live_chains_per_identity", json!(3)), ("rate_limits.enabled", json!(false))],
             ..Options::default()
         },
@@ -408,27 +397,23 @@ async fn user_controlled_log_fields_are_quoted(backend: Backend) {
     .await
     .unwrap();
     store.migrate().await.unwrap();
-    let policy = cardinal_server::storage::CardsPerIdentity::Single;
-    cardinal_server::manage::create_app(store.as_ref(), "default", policy, "test").await.unwrap();
+    let policy = cardinal_server::domain::CardsPerIdentity::Single;
+    let clock = cardinal_server::clock::SystemClock;
+    let admin = cardinal_server::apps::AppAdmin::new(store.as_ref(), &clock);
+    admin.create_app("default", policy, "test").await.unwrap();
     let key = SigningKey::generate();
-    let kid = cardinal_server::manage::add_key(
-        store.as_ref(),
-        "default",
-        cardinal_server::storage::KeyRole::App,
-        &key.public_key(),
-        None,
-        "test",
-    )
-    .await
-    .unwrap()
-    .kid;
+    let kid = admin
+        .add_key("default", cardinal_server::domain::KeyRole::App, &key.public_key(), None, "test")
+        .await
+        .unwrap()
+        .kid;
     store.close().await;
     let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("CARDINAL_LOG__FORMAT", "pretty"),
         ("CARDINAL_BOOTSTRAP__ENABLED", "false"),
     ];
-    let (child, port, lines) = spawn_binary(&dir, &env);
+    let Spawned { process: child, port, lines, .. } = spawn_binary(&dir, &env);
     let identity = "m app=other identity=alice";
     let token = cardinal_server::auth::jwt::mint_eddsa(
         &key,

@@ -39,18 +39,13 @@ async fn bearer_tokens_are_refused_for_every_flaw(backend: Backend) {
     let hs256_with_public_key = hs256(kid, &claims, key.public_key().to_spki_pem().as_bytes());
     let hs256_with_raw_key = hs256(kid, &claims, key.public_key().raw_bytes());
     let revoked = SigningKey::generate();
-    let revoked_kid = cardinal_server::manage::add_key(
-        app.store.as_ref(),
-        APP,
-        cardinal_server::storage::KeyRole::App,
-        &revoked.public_key(),
-        None,
-        "test",
-    )
-    .await
-    .unwrap()
-    .kid;
-    cardinal_server::manage::revoke_key(app.store.as_ref(), &revoked_kid, "test").await.unwrap();
+    let revoked_kid = app
+        .admin()
+        .add_key(APP, cardinal_server::domain::KeyRole::App, &revoked.public_key(), None, "test")
+        .await
+        .unwrap()
+        .kid;
+    app.admin().revoke_key(&revoked_kid, "test").await.unwrap();
 
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("no header", None, "token_missing"),
@@ -161,7 +156,8 @@ async fn a_card_for_another_identity_than_the_token_is_forbidden(backend: Backen
 /// Keys and verified tokens are remembered for `auth.credential_cache_ms`: a revocation takes
 /// effect within that window, for tokens already seen and for new ones; with a zero window, at once.
 async fn a_revoked_key_stops_working_within_the_credential_window(backend: Backend) {
-    let window_ms = 400;
+    // Long enough that the caches' own expiry (real time) never runs out during the test.
+    let window_ms = 60_000;
     let app = spawn_app_with(
         backend,
         Options { settings: vec![("auth.credential_cache_ms", json!(window_ms))], ..Options::default() },
@@ -169,9 +165,17 @@ async fn a_revoked_key_stops_working_within_the_credential_window(backend: Backe
     .await;
     let seen = format!("Bearer {}", app.user_token("alice"));
     assert_eq!(lookup_with(&app, Some(&seen)).await.status(), StatusCode::OK);
-    cardinal_server::manage::revoke_key(app.store.as_ref(), &app.app_kid, "test").await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(window_ms + 300)).await;
+    // A token first seen half way through the key's window is verified against the remembered
+    // key... (half way: the real time the requests take never reaches the window's end)
+    app.clock.advance(std::time::Duration::from_millis(window_ms / 2));
+    let late = format!("Bearer {}", app.user_token("carol"));
+    assert_eq!(lookup_with(&app, Some(&late)).await.status(), StatusCode::OK);
+    app.admin().revoke_key(&app.app_kid, "test").await.unwrap();
+    assert_eq!(lookup_with(&app, Some(&seen)).await.status(), StatusCode::OK, "within the window: remembered");
+    // ...and forgotten with it: a revocation takes one window, never the late token's own.
+    app.clock.advance(std::time::Duration::from_millis(window_ms / 2));
     assert_problem(lookup_with(&app, Some(&seen)).await, 401, "token_invalid").await;
+    assert_problem(lookup_with(&app, Some(&late)).await, 401, "token_invalid").await;
     let fresh = format!("Bearer {}", app.user_token("bob"));
     assert_problem(lookup_with(&app, Some(&fresh)).await, 401, "token_invalid").await;
 
@@ -182,7 +186,7 @@ async fn a_revoked_key_stops_working_within_the_credential_window(backend: Backe
     .await;
     let seen = format!("Bearer {}", app.user_token("alice"));
     assert_eq!(lookup_with(&app, Some(&seen)).await.status(), StatusCode::OK);
-    cardinal_server::manage::revoke_key(app.store.as_ref(), &app.app_kid, "test").await.unwrap();
+    app.admin().revoke_key(&app.app_kid, "test").await.unwrap();
     assert_problem(lookup_with(&app, Some(&seen)).await, 401, "token_invalid").await;
 }
 
@@ -199,7 +203,7 @@ async fn a_remembered_token_expires_on_time(backend: Backend) {
     let t = now();
     let short = format!("Bearer {}", app.token_with(&app.app_key, &app.app_kid, APP, "alice", t - 10, t + 2));
     assert_eq!(lookup_with(&app, Some(&short)).await.status(), StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    app.clock.advance(std::time::Duration::from_secs(3));
     assert_problem(lookup_with(&app, Some(&short)).await, 401, "token_expired").await;
 }
 

@@ -1,4 +1,5 @@
-//! The storage conformance suite: every guarantee of `CardStore`, on PostgreSQL and on SQLite.
+//! The storage conformance suite: every guarantee of the storage traits, on PostgreSQL, on SQLite
+//! and on the in-memory store that the rules' unit tests use.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test fails by panicking")]
 
 #[path = "../support/mod.rs"]
@@ -9,44 +10,90 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardinal_card::log::{EventKind, GENESIS_HASH, StoredEvent, verify_chain};
+use cardinal_server::domain::{AppId, CardId, CardsPerIdentity, Identity, KeyRole};
+use cardinal_server::storage::memory::MemoryStore;
+use cardinal_server::storage::sql::SqlStore;
 use cardinal_server::storage::{
-    ApiKeyRecord, AppRecord, CardStore, CardsPerIdentity, EventDraft, KeyRole, NewCard, Placement, PoolSettings,
-    Revocation, StorageError, connect,
+    ApiKeyRecord, AppRecord, CardsQuery, EventDraft, EventsQuery, NewCard, Placement, PoolSettings, Revocation,
+    StorageError, Store, connect, constraint,
 };
 use support::{Backend, TestDb};
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sql(Backend),
+    Memory,
+}
+
+/// Runs each listed `async fn name(kind: Kind)` on the three stores.
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod every_store {
+            $(
+                mod $name {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn postgres() { super::super::$name(super::super::Kind::Sql(crate::support::Backend::Postgres)).await }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn sqlite() { super::super::$name(super::super::Kind::Sql(crate::support::Backend::Sqlite)).await }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn memory() { super::super::$name(super::super::Kind::Memory).await }
+                }
+            )*
+        }
+    };
+}
 
 fn pool() -> PoolSettings {
     PoolSettings { max_connections: 8, min_connections: 0, acquire_timeout: Duration::from_secs(5) }
 }
 
-async fn store(backend: Backend) -> (TestDb, Arc<dyn CardStore>) {
-    let db = TestDb::new(backend).await;
-    let store = connect(&db.url, &pool()).await.unwrap();
-    store.migrate().await.unwrap();
-    (db, store)
+/// A fresh store (and, for the databases, what keeps it alive).
+async fn store(kind: Kind) -> (Option<TestDb>, Arc<dyn Store>) {
+    match kind {
+        Kind::Memory => (None, Arc::new(MemoryStore::new())),
+        Kind::Sql(backend) => {
+            let db = TestDb::new(backend).await;
+            let store = connect(&db.url, &pool()).await.unwrap();
+            store.migrate().await.unwrap();
+            (Some(db), store)
+        }
+    }
 }
 
-fn draft(kind: EventKind, card: Option<&str>) -> EventDraft {
+fn app_id(id: &str) -> AppId {
+    AppId::parse(id).unwrap()
+}
+
+fn who(identity: &str) -> Identity {
+    Identity::parse(identity).unwrap()
+}
+
+fn card_id(n: u8) -> CardId {
+    format!("{n:02x}").repeat(32).parse().unwrap()
+}
+
+fn draft(kind: EventKind, card: Option<&CardId>) -> EventDraft {
     EventDraft {
         kind,
         at_ms: 1_700_000_000_000,
-        card_id: card.map(str::to_owned),
-        identity: Some("alice".into()),
+        card_id: card.cloned(),
+        identity: Some(who("alice")),
         actor: "test".into(),
         detail: BTreeMap::new(),
     }
 }
 
-async fn app(store: &dyn CardStore, id: &str) {
-    let record = AppRecord { id: id.into(), cards_per_identity: CardsPerIdentity::Single, created_at: 1 };
+async fn app(store: &dyn Store, id: &str) {
+    let record = AppRecord { id: app_id(id), cards_per_identity: CardsPerIdentity::Single, created_at: 1 };
     store.create_app(&record, draft(EventKind::AppCreated, None)).await.unwrap();
 }
 
-fn card(app: &str, id: &str, identity: &str) -> NewCard {
+fn card(app: &str, id: &CardId, identity: &str) -> NewCard {
     NewCard {
-        app_id: app.into(),
-        id: id.into(),
-        identity: identity.into(),
+        app_id: app_id(app),
+        id: id.clone(),
+        identity: who(identity),
         chain_index: 0,
         created_at: 1_700_000_000,
         published_at: 1_700_000_001,
@@ -55,11 +102,7 @@ fn card(app: &str, id: &str, identity: &str) -> NewCard {
     }
 }
 
-fn hex_id(n: u8) -> String {
-    format!("{n:02x}").repeat(32)
-}
-
-fn constraint_of(result: Result<(), StorageError>) -> String {
+fn constraint_of(result: Result<(), StorageError>) -> &'static str {
     match result {
         Err(StorageError::Conflict { constraint }) => constraint,
         other => panic!("expected a conflict, got {other:?}"),
@@ -67,24 +110,25 @@ fn constraint_of(result: Result<(), StorageError>) -> String {
 }
 
 async fn publish_root(
-    store: &dyn CardStore,
+    store: &dyn Store,
     app: &str,
-    id: &str,
+    id: &CardId,
     identity: &str,
     exclusive: bool,
 ) -> Result<(), StorageError> {
-    store
-        .insert_card(
-            &card(app, id, identity),
-            &Placement::Root { exclusive, max_live_chains: 16 },
-            &[draft(EventKind::CardPublished, Some(id))],
-        )
-        .await
+    let placement = Placement::Root { exclusive, max_live_chains: 3 };
+    store.insert_card(&card(app, id, identity), &placement, &[draft(EventKind::CardPublished, Some(id))]).await
 }
 
-async fn rotate(store: &dyn CardStore, app: &str, chain: &str, previous: &str, id: &str) -> Result<(), StorageError> {
-    let placement = Placement::Successor { chain_id: chain.into(), previous_card_id: previous.into() };
-    let chain_index = store.find_card(app, previous).await?.map_or(0, |card| card.chain_index + 1);
+async fn rotate(
+    store: &dyn Store,
+    app: &str,
+    chain: &CardId,
+    previous: &CardId,
+    id: &CardId,
+) -> Result<(), StorageError> {
+    let placement = Placement::Successor { chain_id: chain.clone(), previous_card_id: previous.clone() };
+    let chain_index = store.find_card(&app_id(app), previous).await?.map_or(0, |card| card.chain_index + 1);
     store
         .insert_card(
             &NewCard { chain_index, ..card(app, id, "alice") },
@@ -94,35 +138,60 @@ async fn rotate(store: &dyn CardStore, app: &str, chain: &str, previous: &str, i
         .await
 }
 
-async fn migrations_apply_once_and_are_idempotent(backend: Backend) {
-    let (_db, store) = store(backend).await;
+async fn revoke(store: &dyn Store, app: &str, chain: &CardId, identity: &str, by: &str) -> bool {
+    let revocation = Revocation {
+        app_id: app_id(app),
+        chain_id: chain.clone(),
+        identity: who(identity),
+        at: 10,
+        reason: Some("lost".into()),
+        by: by.into(),
+    };
+    store.revoke_chain(&revocation, draft(EventKind::ChainRevoked, Some(chain))).await.unwrap()
+}
+
+async fn migrations_apply_once_and_are_idempotent(kind: Kind) {
+    let (_db, store) = store(kind).await;
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
     assert_eq!(store.list_apps().await.unwrap(), vec![]);
 }
 
-async fn apps_and_keys_round_trip_and_conflict_by_name(backend: Backend) {
-    let (_db, store) = store(backend).await;
+async fn apps_and_keys_round_trip_and_conflict_by_name(kind: Kind) {
+    let (_db, store) = store(kind).await;
     app(store.as_ref(), "a").await;
-    let again = AppRecord { id: "a".into(), cards_per_identity: CardsPerIdentity::Multiple, created_at: 2 };
-    assert_eq!(constraint_of(store.create_app(&again, draft(EventKind::AppCreated, None)).await), "apps_pkey");
-    assert_eq!(store.find_app("a").await.unwrap().unwrap().cards_per_identity, CardsPerIdentity::Single);
-    assert_eq!(store.find_app("nope").await.unwrap(), None);
+    let again = AppRecord { id: app_id("a"), cards_per_identity: CardsPerIdentity::Multiple, created_at: 2 };
+    assert_eq!(
+        constraint_of(store.create_app(&again, draft(EventKind::AppCreated, None)).await),
+        constraint::APPS_PKEY
+    );
+    assert_eq!(store.find_app(&app_id("a")).await.unwrap().unwrap().cards_per_identity, CardsPerIdentity::Single);
+    assert_eq!(store.find_app(&app_id("nope")).await.unwrap(), None);
 
     let key = ApiKeyRecord {
         kid: "k1".into(),
-        app_id: "a".into(),
+        app_id: app_id("a"),
         role: KeyRole::Admin,
         public_key: vec![7; 32],
         created_at: 5,
         revoked_at: None,
     };
     store.insert_api_key(&key, draft(EventKind::KeyAdded, None)).await.unwrap();
-    assert_eq!(constraint_of(store.insert_api_key(&key, draft(EventKind::KeyAdded, None)).await), "api_keys_pkey");
+    assert_eq!(
+        constraint_of(store.insert_api_key(&key, draft(EventKind::KeyAdded, None)).await),
+        constraint::API_KEYS_PKEY
+    );
+    let orphan = ApiKeyRecord { kid: "k2".into(), app_id: app_id("nope"), ..key.clone() };
+    assert_eq!(
+        constraint_of(store.insert_api_key(&orphan, draft(EventKind::KeyAdded, None)).await),
+        constraint::FOREIGN_KEY,
+        "a key needs its app"
+    );
     assert_eq!(store.find_api_key("k1").await.unwrap(), Some(key.clone()));
-    assert_eq!(store.list_api_keys(Some("a")).await.unwrap(), vec![key.clone()]);
-    assert_eq!(store.list_api_keys(Some("b")).await.unwrap(), vec![]);
+    assert_eq!(store.list_api_keys(Some(&app_id("a"))).await.unwrap(), vec![key.clone()]);
+    assert_eq!(store.list_api_keys(Some(&app_id("b"))).await.unwrap(), vec![]);
+    assert_eq!(store.list_api_keys(None).await.unwrap(), vec![key.clone()]);
     assert!(store.revoke_api_key("k1", 9, draft(EventKind::KeyRevoked, None)).await.unwrap());
     assert!(
         !store.revoke_api_key("k1", 10, draft(EventKind::KeyRevoked, None)).await.unwrap(),
@@ -135,109 +204,143 @@ async fn apps_and_keys_round_trip_and_conflict_by_name(backend: Backend) {
     ));
 }
 
-async fn cards_are_scoped_by_app_and_duplicates_conflict(backend: Backend) {
-    let (_db, store) = store(backend).await;
+async fn cards_are_scoped_by_app_and_duplicates_conflict(kind: Kind) {
+    let (_db, store) = store(kind).await;
     app(store.as_ref(), "a").await;
     app(store.as_ref(), "b").await;
-    publish_root(store.as_ref(), "a", &hex_id(1), "alice", false).await.unwrap();
-    let found = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
-    assert_eq!(
-        (found.identity.as_str(), found.chain_id.as_str(), found.superseded_by.as_deref()),
-        ("alice", hex_id(1).as_str(), None)
-    );
-    assert_eq!(found.raw, card("a", &hex_id(1), "alice").raw, "raw JSON is stored verbatim");
-    assert_eq!(store.find_card("b", &hex_id(1)).await.unwrap(), None, "another app cannot see it");
-    assert!(store.find_active_cards("b", &["alice".into()], usize::MAX).await.unwrap().is_empty());
-    let dup = constraint_of(publish_root(store.as_ref(), "a", &hex_id(1), "alice", false).await);
-    assert!(dup == "chains_pkey" || dup == "cards_pkey", "{dup}");
-    publish_root(store.as_ref(), "b", &hex_id(1), "alice", false).await.unwrap();
-}
-
-async fn exclusive_chains_allow_one_live_chain_per_identity(backend: Backend) {
-    let (_db, store) = store(backend).await;
-    app(store.as_ref(), "a").await;
-    publish_root(store.as_ref(), "a", &hex_id(1), "alice", true).await.unwrap();
-    assert_eq!(
-        constraint_of(publish_root(store.as_ref(), "a", &hex_id(2), "alice", true).await),
-        "chains_single_active"
-    );
-    publish_root(store.as_ref(), "a", &hex_id(3), "bob", true).await.unwrap();
-    publish_root(store.as_ref(), "a", &hex_id(4), "carol", false).await.unwrap();
-    publish_root(store.as_ref(), "a", &hex_id(5), "carol", false).await.unwrap();
-
-    let revocation = Revocation { at: 10, reason: Some("lost".into()), by: "user:alice".into() };
+    publish_root(store.as_ref(), "a", &card_id(1), "alice", false).await.unwrap();
+    let found = store.find_card(&app_id("a"), &card_id(1)).await.unwrap().unwrap();
+    assert_eq!((found.identity.as_str(), &found.chain_id, found.superseded_by.as_ref()), ("alice", &card_id(1), None));
+    assert_eq!(found.raw, card("a", &card_id(1), "alice").raw, "raw JSON is stored verbatim");
+    assert_eq!(store.find_card(&app_id("b"), &card_id(1)).await.unwrap(), None, "another app cannot see it");
     assert!(
         store
-            .revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(1))))
+            .find_active_cards(CardsQuery { app_id: &app_id("b"), identities: &[who("alice")], max_bytes: usize::MAX })
             .await
             .unwrap()
+            .is_empty()
     );
-    publish_root(store.as_ref(), "a", &hex_id(2), "alice", true).await.expect("a revoked chain frees the identity");
+    let dup = constraint_of(publish_root(store.as_ref(), "a", &card_id(1), "alice", false).await);
+    assert!(dup == constraint::CHAINS_PKEY || dup == constraint::CARDS_PKEY, "{dup}");
+    publish_root(store.as_ref(), "b", &card_id(1), "alice", false).await.unwrap();
 }
 
-async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(backend: Backend) {
-    let (_db, store) = store(backend).await;
+async fn exclusive_chains_allow_one_live_chain_per_identity(kind: Kind) {
+    let (_db, store) = store(kind).await;
     app(store.as_ref(), "a").await;
-    publish_root(store.as_ref(), "a", &hex_id(1), "alice", true).await.unwrap();
-    rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(2)).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(1), "alice", true).await.unwrap();
     assert_eq!(
-        constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(3)).await),
-        "chain_head_moved"
+        constraint_of(publish_root(store.as_ref(), "a", &card_id(2), "alice", true).await),
+        constraint::CHAINS_SINGLE_ACTIVE
     );
-    assert_eq!(store.find_card("a", &hex_id(3)).await.unwrap(), None, "a refused rotation leaves nothing behind");
-    let old = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
-    assert_eq!(old.superseded_by, Some(hex_id(2)));
-    let new = store.find_card("a", &hex_id(2)).await.unwrap().unwrap();
-    assert_eq!((new.chain_id.clone(), new.previous_card_id.clone()), (hex_id(1), Some(hex_id(1))));
+    publish_root(store.as_ref(), "a", &card_id(3), "bob", true).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(4), "carol", false).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(5), "carol", false).await.unwrap();
+    assert!(revoke(store.as_ref(), "a", &card_id(1), "alice", "user:alice").await);
+    publish_root(store.as_ref(), "a", &card_id(2), "alice", true).await.expect("a revoked chain frees the identity");
+}
 
-    let active = store.find_active_cards("a", &["alice".into()], usize::MAX).await.unwrap();
-    assert_eq!(active.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![hex_id(2)]);
-    let chain = store.find_unrevoked_chain_cards("a", &["alice".into()], i64::MAX, usize::MAX).await.unwrap();
+/// Non-exclusive chains are capped by `max_live_chains` (3 here); a revoked one frees a place.
+async fn live_non_exclusive_chains_are_capped(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    app(store.as_ref(), "a").await;
+    for n in 1..=3 {
+        publish_root(store.as_ref(), "a", &card_id(n), "carol", false).await.unwrap();
+    }
+    assert_eq!(
+        constraint_of(publish_root(store.as_ref(), "a", &card_id(4), "carol", false).await),
+        constraint::CHAINS_PER_IDENTITY
+    );
+    assert_eq!(store.find_card(&app_id("a"), &card_id(4)).await.unwrap(), None, "nothing of it was written");
+    assert!(revoke(store.as_ref(), "a", &card_id(2), "carol", "user:carol").await);
+    publish_root(store.as_ref(), "a", &card_id(4), "carol", false).await.unwrap();
+}
+
+async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    let a = app_id("a");
+    app(store.as_ref(), "a").await;
+    publish_root(store.as_ref(), "a", &card_id(1), "alice", true).await.unwrap();
+    rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(2)).await.unwrap();
+    assert_eq!(
+        constraint_of(rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(3)).await),
+        constraint::CHAIN_HEAD_MOVED
+    );
+    assert_eq!(store.find_card(&a, &card_id(3)).await.unwrap(), None, "a refused rotation leaves nothing behind");
+    let old = store.find_card(&a, &card_id(1)).await.unwrap().unwrap();
+    assert_eq!(old.superseded_by, Some(card_id(2)));
+    let new = store.find_card(&a, &card_id(2)).await.unwrap().unwrap();
+    assert_eq!((&new.chain_id, new.previous_card_id.as_ref(), new.chain_index), (&card_id(1), Some(&card_id(1)), 1));
+
+    let active = store
+        .find_active_cards(CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX })
+        .await
+        .unwrap();
+    assert_eq!(active.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![card_id(2)]);
+    let chain = store
+        .find_unrevoked_chain_cards(
+            CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX },
+            i64::MAX,
+        )
+        .await
+        .unwrap();
     assert_eq!(chain.len(), 2);
+    let newest = store
+        .find_unrevoked_chain_cards(CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX }, 1)
+        .await
+        .unwrap();
+    assert_eq!(newest.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![card_id(2)], "per_chain = 1: the head");
 
-    let revocation = Revocation { at: 10, reason: None, by: "admin:root".into() };
+    assert!(revoke(store.as_ref(), "a", &card_id(1), "alice", "admin:root").await);
+    assert!(!revoke(store.as_ref(), "a", &card_id(1), "alice", "admin:root").await, "a second revoke changes nothing");
+    assert_eq!(
+        constraint_of(rotate(store.as_ref(), "a", &card_id(1), &card_id(2), &card_id(4)).await),
+        constraint::CHAIN_HEAD_MOVED
+    );
     assert!(
         store
-            .revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(2))))
+            .find_active_cards(CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX })
             .await
             .unwrap()
+            .is_empty()
     );
     assert!(
-        !store
-            .revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, Some(&hex_id(2))))
+        store
+            .find_unrevoked_chain_cards(
+                CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX },
+                i64::MAX
+            )
             .await
             .unwrap()
+            .is_empty()
     );
-    assert_eq!(
-        constraint_of(rotate(store.as_ref(), "a", &hex_id(1), &hex_id(2), &hex_id(4)).await),
-        "chain_head_moved"
-    );
-    assert!(store.find_active_cards("a", &["alice".into()], usize::MAX).await.unwrap().is_empty());
-    assert!(store.find_unrevoked_chain_cards("a", &["alice".into()], i64::MAX, usize::MAX).await.unwrap().is_empty());
-    let revoked = store.find_card("a", &hex_id(1)).await.unwrap().unwrap();
+    let revoked = store.find_card(&a, &card_id(1)).await.unwrap().unwrap();
     assert_eq!((revoked.revoked_at, revoked.revoked_by.as_deref()), (Some(10), Some("admin:root")));
 }
 
-async fn every_change_bumps_the_identity_version(backend: Backend) {
-    let (_db, store) = store(backend).await;
+async fn every_change_bumps_the_identity_version(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    let a = app_id("a");
     app(store.as_ref(), "a").await;
-    let ids = vec!["alice".to_owned(), "bob".to_owned()];
-    assert_eq!(store.identity_versions("a", &ids).await.unwrap(), vec![]);
-    publish_root(store.as_ref(), "a", &hex_id(1), "alice", true).await.unwrap();
-    assert_eq!(store.identity_versions("a", &ids).await.unwrap(), vec![("alice".to_owned(), 1)]);
-    rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(2)).await.unwrap();
-    let revocation = Revocation { at: 10, reason: None, by: "x".into() };
-    store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, None)).await.unwrap();
-    store.revoke_chain("a", &hex_id(1), "alice", &revocation, draft(EventKind::ChainRevoked, None)).await.unwrap();
+    let ids = vec![who("alice"), who("bob")];
+    assert_eq!(store.identity_versions(&a, &ids).await.unwrap(), vec![]);
+    publish_root(store.as_ref(), "a", &card_id(1), "alice", true).await.unwrap();
+    assert_eq!(store.identity_versions(&a, &ids).await.unwrap(), vec![(who("alice"), 1)]);
+    rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(2)).await.unwrap();
+    assert!(revoke(store.as_ref(), "a", &card_id(1), "alice", "x").await);
+    assert!(!revoke(store.as_ref(), "a", &card_id(1), "alice", "x").await);
     assert_eq!(
-        store.identity_versions("a", &ids).await.unwrap(),
-        vec![("alice".to_owned(), 3)],
+        store.identity_versions(&a, &ids).await.unwrap(),
+        vec![(who("alice"), 3)],
         "a no-op revoke does not bump"
     );
-    let _ = rotate(store.as_ref(), "a", &hex_id(1), &hex_id(2), &hex_id(3)).await;
     assert_eq!(
-        store.identity_versions("a", &ids).await.unwrap(),
-        vec![("alice".to_owned(), 3)],
+        constraint_of(rotate(store.as_ref(), "a", &card_id(1), &card_id(2), &card_id(3)).await),
+        constraint::CHAIN_HEAD_MOVED
+    );
+    assert_eq!(
+        store.identity_versions(&a, &ids).await.unwrap(),
+        vec![(who("alice"), 3)],
         "a refused write does not bump"
     );
 }
@@ -245,54 +348,107 @@ async fn every_change_bumps_the_identity_version(backend: Backend) {
 /// The one-statement lookup agrees with the counters and the active cards read separately:
 /// superseded cards and revoked chains are left out, identities never changed are absent,
 /// an identity whose only chain is revoked keeps its counter, and other apps are invisible.
-async fn a_lookup_reads_the_counters_and_the_active_cards_together(backend: Backend) {
-    let (_db, store) = store(backend).await;
+async fn a_lookup_reads_the_counters_and_the_active_cards_together(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    let a = app_id("a");
     app(store.as_ref(), "a").await;
     app(store.as_ref(), "b").await;
-    publish_root(store.as_ref(), "a", &hex_id(1), "alice", false).await.unwrap();
-    rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(2)).await.unwrap();
-    publish_root(store.as_ref(), "a", &hex_id(3), "alice", false).await.unwrap();
-    publish_root(store.as_ref(), "a", &hex_id(4), "bob", true).await.unwrap();
-    let revocation = Revocation { at: 10, reason: None, by: "x".into() };
-    store.revoke_chain("a", &hex_id(4), "bob", &revocation, draft(EventKind::ChainRevoked, None)).await.unwrap();
-    publish_root(store.as_ref(), "b", &hex_id(5), "carol", true).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(1), "alice", false).await.unwrap();
+    rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(2)).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(3), "alice", false).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(4), "bob", true).await.unwrap();
+    assert!(revoke(store.as_ref(), "a", &card_id(4), "bob", "x").await);
+    publish_root(store.as_ref(), "b", &card_id(5), "carol", true).await.unwrap();
 
-    let ids: Vec<String> = ["alice", "bob", "carol", "dave"].iter().map(|s| (*s).to_owned()).collect();
-    let read = store.lookup_active("a", &ids, usize::MAX).await.unwrap();
+    let ids: Vec<Identity> = ["alice", "bob", "carol", "dave"].into_iter().map(who).collect();
+    let read = store.lookup_active(CardsQuery { app_id: &a, identities: &ids, max_bytes: usize::MAX }).await.unwrap();
     let mut versions = read.versions.clone();
     versions.sort();
-    let mut counted = store.identity_versions("a", &ids).await.unwrap();
+    let mut counted = store.identity_versions(&a, &ids).await.unwrap();
     counted.sort();
     assert_eq!(versions, counted);
-    assert_eq!(versions, vec![("alice".to_owned(), 3), ("bob".to_owned(), 2)]);
-    let separately = store.find_active_cards("a", &ids, usize::MAX).await.unwrap();
+    assert_eq!(versions, vec![(who("alice"), 3), (who("bob"), 2)]);
+    let separately =
+        store.find_active_cards(CardsQuery { app_id: &a, identities: &ids, max_bytes: usize::MAX }).await.unwrap();
     assert_eq!(read.cards, separately);
-    let mut active: Vec<String> = read.cards.iter().map(|c| c.id.clone()).collect();
+    let mut active: Vec<CardId> = read.cards.iter().map(|c| c.id.clone()).collect();
     active.sort();
-    assert_eq!(active, vec![hex_id(2), hex_id(3)]);
-    assert_eq!(store.lookup_active("a", &["dave".to_owned()], usize::MAX).await.unwrap(), Default::default());
+    assert_eq!(active, vec![card_id(2), card_id(3)]);
+    assert_eq!(
+        store
+            .lookup_active(CardsQuery { app_id: &a, identities: &[who("dave")], max_bytes: usize::MAX })
+            .await
+            .unwrap(),
+        Default::default()
+    );
 }
 
-async fn events_are_gap_free_hash_chained_and_paged(backend: Backend) {
-    let (_db, store) = store(backend).await;
+/// Reads that could be large refuse, whole, once their cards exceed the byte budget.
+async fn reads_refuse_answers_over_their_byte_budget(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    let a = app_id("a");
+    app(store.as_ref(), "a").await;
+    publish_root(store.as_ref(), "a", &card_id(1), "alice", true).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(2), "bob", true).await.unwrap();
+    let one = card("a", &card_id(1), "alice").raw.len();
+    let both = [who("alice"), who("bob")];
+    assert_eq!(
+        store.find_active_cards(CardsQuery { app_id: &a, identities: &both, max_bytes: 2 * one }).await.unwrap().len(),
+        2,
+        "exactly the budget"
+    );
+    assert!(matches!(
+        store.find_active_cards(CardsQuery { app_id: &a, identities: &both, max_bytes: 2 * one - 1 }).await,
+        Err(StorageError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        store.lookup_active(CardsQuery { app_id: &a, identities: &both, max_bytes: one }).await,
+        Err(StorageError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        store.find_unrevoked_chain_cards(CardsQuery { app_id: &a, identities: &both, max_bytes: one }, 8).await,
+        Err(StorageError::TooLarge { .. })
+    ));
+}
+
+async fn events_are_gap_free_hash_chained_and_paged(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    let a = app_id("a");
     app(store.as_ref(), "a").await;
     app(store.as_ref(), "b").await;
     for n in 1..=5u8 {
-        publish_root(store.as_ref(), "a", &hex_id(n), &format!("user{n}"), true).await.unwrap();
+        publish_root(store.as_ref(), "a", &card_id(n), &format!("user{n}"), true).await.unwrap();
     }
-    let _ = publish_root(store.as_ref(), "a", &hex_id(9), "user1", true).await;
-    rotate(store.as_ref(), "a", &hex_id(1), &hex_id(1), &hex_id(6)).await.unwrap_or(());
-    let events = store.list_events("a", 0, 100, usize::MAX).await.unwrap();
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as i64).collect::<Vec<_>>());
-    verify_chain(
-        0,
-        GENESIS_HASH,
-        events.iter().map(|e| StoredEvent { body: e.body.as_bytes(), prev_hash: &e.prev_hash, hash: &e.hash }),
-    )
-    .unwrap();
-    let page = store.list_events("a", 2, 2, usize::MAX).await.unwrap();
+    assert_eq!(
+        constraint_of(publish_root(store.as_ref(), "a", &card_id(9), "user1", true).await),
+        constraint::CHAINS_SINGLE_ACTIVE,
+        "a refused write logs nothing"
+    );
+    rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(6)).await.unwrap();
+    let events =
+        store.list_events(EventsQuery { app_id: &a, after: 0, limit: 100, max_bytes: usize::MAX }).await.unwrap();
+    assert_eq!(events.len(), 1 + 5 + 2);
+    assert_log_verifies(&events);
+    let page = store.list_events(EventsQuery { app_id: &a, after: 2, limit: 2, max_bytes: usize::MAX }).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
-    assert_eq!(store.list_events("b", 0, 100, usize::MAX).await.unwrap().len(), 1, "each app has its own log");
+    let first = events[0].body.len();
+    let short =
+        store.list_events(EventsQuery { app_id: &a, after: 0, limit: 100, max_bytes: first + 1 }).await.unwrap();
+    assert_eq!(short.len(), 1, "a page ends before its byte budget");
+    assert_eq!(
+        store.list_events(EventsQuery { app_id: &a, after: 0, limit: 100, max_bytes: 1 }).await.unwrap().len(),
+        1,
+        "but holds at least one event"
+    );
+    assert_eq!(
+        store
+            .list_events(EventsQuery { app_id: &app_id("b"), after: 0, limit: 100, max_bytes: usize::MAX })
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "each app has its own log"
+    );
 }
 
 fn assert_log_verifies(events: &[cardinal_server::storage::EventRow]) {
@@ -305,23 +461,51 @@ fn assert_log_verifies(events: &[cardinal_server::storage::EventRow]) {
     .unwrap();
 }
 
+/// The SQL store and the memory store seal the same events into the same bytes and hashes.
+async fn every_store_writes_the_same_log() {
+    let (_db, sqlite) = store(Kind::Sql(Backend::Sqlite)).await;
+    let (_, memory) = store(Kind::Memory).await;
+    for store in [&sqlite, &memory] {
+        app(store.as_ref(), "a").await;
+        publish_root(store.as_ref(), "a", &card_id(1), "alice", true).await.unwrap();
+        rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(2)).await.unwrap();
+        assert!(revoke(store.as_ref(), "a", &card_id(1), "alice", "admin:root").await);
+    }
+    let read = |store: Arc<dyn Store>| async move {
+        store
+            .list_events(EventsQuery { app_id: &app_id("a"), after: 0, limit: 100, max_bytes: usize::MAX })
+            .await
+            .unwrap()
+    };
+    assert_eq!(read(sqlite).await, read(memory).await);
+}
+
+#[tokio::test]
+async fn the_sql_and_memory_stores_write_the_same_log() {
+    every_store_writes_the_same_log().await;
+}
+
 /// Two processes on one database each sequence their own writes; the app row's lock keeps
 /// their rounds apart, so the app still has one gap-free chain with every write in it once.
 async fn two_stores_sharing_a_database_keep_one_gap_free_log(backend: Backend) {
-    let (db, first) = store(backend).await;
+    let (db, first) = store(Kind::Sql(backend)).await;
+    let db = db.unwrap();
     let second = connect(&db.url, &pool()).await.unwrap();
     app(first.as_ref(), "a").await;
     let mut writers = Vec::new();
     for n in 0..40u8 {
         let store = if n % 2 == 0 { first.clone() } else { second.clone() };
         writers.push(tokio::spawn(async move {
-            publish_root(store.as_ref(), "a", &hex_id(n + 1), &format!("user{n}"), true).await.unwrap();
+            publish_root(store.as_ref(), "a", &card_id(n + 1), &format!("user{n}"), true).await.unwrap();
         }));
     }
     for writer in writers {
         writer.await.unwrap();
     }
-    let events = first.list_events("a", 0, 1000, usize::MAX).await.unwrap();
+    let events = first
+        .list_events(EventsQuery { app_id: &app_id("a"), after: 0, limit: 1000, max_bytes: usize::MAX })
+        .await
+        .unwrap();
     assert_log_verifies(&events);
     let mut published: Vec<String> = events
         .iter()
@@ -330,18 +514,23 @@ async fn two_stores_sharing_a_database_keep_one_gap_free_log(backend: Backend) {
         .map(|body| body["card_id"].as_str().unwrap().to_owned())
         .collect();
     published.sort();
-    assert_eq!(published, (1..=40u8).map(hex_id).collect::<Vec<_>>(), "every write once, none lost");
+    let expected: Vec<String> = (1..=40u8).map(|n| card_id(n).to_string()).collect();
+    assert_eq!(published, expected, "every write once, none lost");
     assert_eq!(second.sequence_queued().await.unwrap(), 0, "nothing was left queued");
 }
 
 /// A crash between a write's commit and its round leaves its events queued: the next sweep
 /// moves them into the log, in queue order, and a second sweep finds nothing.
 async fn events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep(backend: Backend) {
-    let (db, store) = store(backend).await;
+    let (db, store) = store(Kind::Sql(backend)).await;
+    let db = db.unwrap();
     app(store.as_ref(), "a").await;
-    let queue = "INSERT INTO pending_events (app_id, kind, at_ms, card_id, identity, actor, detail) \
-                 VALUES ('a', 'card_published', 5, 'c1', 'alice', 'user:alice', '{}'), \
-                        ('a', 'chain_revoked', 6, 'c1', 'alice', 'admin:root', '{\"reason\":\"lost\"}')";
+    let c1 = card_id(0xc1);
+    let queue = sqlx::AssertSqlSafe(format!(
+        "INSERT INTO pending_events (app_id, kind, at_ms, card_id, identity, actor, detail) \
+         VALUES ('a', 'card_published', 5, '{c1}', 'alice', 'user:alice', '{{}}'), \
+                ('a', 'chain_revoked', 6, '{c1}', 'alice', 'admin:root', '{{\"reason\":\"lost\"}}')"
+    ));
     match backend {
         Backend::Postgres => {
             sqlx::query(queue).execute(&sqlx::PgPool::connect(&db.url).await.unwrap()).await.unwrap();
@@ -350,14 +539,16 @@ async fn events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep(backend: 
             sqlx::query(queue).execute(&sqlx::SqlitePool::connect(&db.url).await.unwrap()).await.unwrap();
         }
     }
+    let a = app_id("a");
     assert_eq!(
-        store.list_events("a", 0, 100, usize::MAX).await.unwrap().len(),
+        store.list_events(EventsQuery { app_id: &a, after: 0, limit: 100, max_bytes: usize::MAX }).await.unwrap().len(),
         1,
         "queued events are not in the log yet"
     );
     assert_eq!(store.sequence_queued().await.unwrap(), 2);
     assert_eq!(store.sequence_queued().await.unwrap(), 0);
-    let events = store.list_events("a", 0, 100, usize::MAX).await.unwrap();
+    let events =
+        store.list_events(EventsQuery { app_id: &a, after: 0, limit: 100, max_bytes: usize::MAX }).await.unwrap();
     assert_log_verifies(&events);
     let bodies: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_str(&e.body).unwrap()).collect();
     assert_eq!(
@@ -373,9 +564,10 @@ async fn events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep(backend: 
 async fn postgres_connections_use_generic_plans_and_keep_url_options() {
     let db = TestDb::new(Backend::Postgres).await;
     let url = format!("{}?options=-c%20statement_timeout%3D4321", db.url);
-    let store = cardinal_server::storage::PgCardStore::connect(&url, &pool()).await.unwrap();
+    let store = SqlStore::connect(&url, &pool()).await.unwrap();
+    let pool = store.pg_pool().unwrap().clone();
     let setting = |name: &'static str| {
-        let pool = store.pool().clone();
+        let pool = pool.clone();
         async move {
             let row: (String,) =
                 sqlx::query_as(sqlx::AssertSqlSafe(format!("SHOW {name}"))).fetch_one(&pool).await.unwrap();
@@ -391,7 +583,7 @@ async fn an_unreachable_postgres_is_unavailable_not_an_error() {
     let store = connect("postgres://postgres@127.0.0.1:1/nothing", &settings).await.unwrap();
     let started = std::time::Instant::now();
     assert!(matches!(store.ping().await, Err(StorageError::Unavailable(_))));
-    assert!(matches!(store.find_card("a", &hex_id(1)).await, Err(StorageError::Unavailable(_))));
+    assert!(matches!(store.find_card(&app_id("a"), &card_id(1)).await, Err(StorageError::Unavailable(_))));
     assert!(started.elapsed() < Duration::from_secs(5), "bounded by the acquire timeout");
 }
 
@@ -405,15 +597,20 @@ async fn postgres_plans_generically() {
     postgres_connections_use_generic_plans_and_keep_url_options().await;
 }
 
-on_both_backends!(
+on_every_store!(
     migrations_apply_once_and_are_idempotent,
     apps_and_keys_round_trip_and_conflict_by_name,
     cards_are_scoped_by_app_and_duplicates_conflict,
     exclusive_chains_allow_one_live_chain_per_identity,
+    live_non_exclusive_chains_are_capped,
     rotation_moves_the_head_once_and_never_into_a_revoked_chain,
     every_change_bumps_the_identity_version,
     a_lookup_reads_the_counters_and_the_active_cards_together,
+    reads_refuse_answers_over_their_byte_budget,
     events_are_gap_free_hash_chained_and_paged,
+);
+
+on_both_backends!(
     two_stores_sharing_a_database_keep_one_gap_free_log,
     events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep,
 );

@@ -8,7 +8,8 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::storage::{CardsPerIdentity, PoolSettings};
+use crate::domain::CardsPerIdentity;
+use crate::storage::PoolSettings;
 
 /// The built-in defaults, documented key by key.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");

@@ -1,11 +1,15 @@
 //! Cardinal: a self-hosted public-key directory.
 //!
-//! [`startup::Application`] builds the service from [`config::Settings`]; the rules live in
-//! [`directory`], the persistence in [`storage`], and the card format in `cardinal-card`.
+//! [`startup::Application`] builds the service from [`config::Settings`]; the vocabulary lives in
+//! [`domain`], the rules in [`directory`] (cards) and [`apps`] (apps and their keys), the
+//! persistence in [`storage`], and the card format in `cardinal-card`. See ARCHITECTURE.md.
 
+pub mod apps;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod domain;
 pub mod error;
 pub mod files;
 pub mod manage;

@@ -1,101 +1,18 @@
-//! Apps, API keys and the service key: what `cardinal app|key` and the first start do.
+//! Key files and the first start: the service key, private keys on disk, and the bootstrap app.
+//! (The rules for apps and keys themselves are in [`crate::apps`].)
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use cardinal_card::log::EventKind;
-use cardinal_card::{PublicKey, SigningKey};
+use cardinal_card::SigningKey;
 use secrecy::ExposeSecret;
 
+use crate::apps::AppAdmin;
+use crate::clock::Clock;
 use crate::config::{ServiceSettings, Settings};
-use crate::storage::{ApiKeyRecord, AppRecord, CardStore, CardsPerIdentity, EventDraft, KeyRole, StorageError};
-
-fn now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
-}
-
-fn event(kind: EventKind, actor: &str, detail: BTreeMap<String, String>) -> EventDraft {
-    EventDraft { kind, at_ms: now().timestamp_millis(), card_id: None, identity: None, actor: actor.to_owned(), detail }
-}
-
-/// App ids are short and URL- and JWT-safe.
-pub fn validate_app_id(id: &str) -> anyhow::Result<()> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        bail!("app ids are 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' and '.'");
-    }
-    Ok(())
-}
-
-/// Creates an app.
-pub async fn create_app(
-    store: &dyn CardStore,
-    id: &str,
-    policy: CardsPerIdentity,
-    actor: &str,
-) -> anyhow::Result<AppRecord> {
-    validate_app_id(id)?;
-    let app = AppRecord { id: id.to_owned(), cards_per_identity: policy, created_at: now().timestamp() };
-    let detail = BTreeMap::from([("cards_per_identity".to_owned(), policy.as_str().to_owned())]);
-    store
-        .create_app(&app, event(EventKind::AppCreated, actor, detail))
-        .await
-        .with_context(|| format!("creating app {id}"))?;
-    Ok(app)
-}
-
-/// A fresh key id: 128 random bits in hex, like Virgil's API key ids.
-pub fn new_kid() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// Registers a public key for an app.
-pub async fn add_key(
-    store: &dyn CardStore,
-    app_id: &str,
-    role: KeyRole,
-    public_key: &PublicKey,
-    kid: Option<String>,
-    actor: &str,
-) -> anyhow::Result<ApiKeyRecord> {
-    if store.find_app(app_id).await?.is_none() {
-        bail!("there is no app {app_id:?}; create it with `cardinal app create {app_id}`");
-    }
-    // A small-order key would let anyone forge its tokens under a lax verifier; a non-canonical
-    // one is a second spelling of some key. Neither is what an honest generator produces.
-    public_key.check_strong().context("refusing this public key")?;
-    let kid = kid.unwrap_or_else(new_kid);
-    if kid.is_empty() || kid.len() > 128 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!("key ids are 1 to 128 printable ASCII characters without spaces");
-    }
-    let key = ApiKeyRecord {
-        kid: kid.clone(),
-        app_id: app_id.to_owned(),
-        role,
-        public_key: public_key.raw_bytes().to_vec(),
-        created_at: now().timestamp(),
-        revoked_at: None,
-    };
-    let detail = BTreeMap::from([("kid".to_owned(), kid.clone()), ("role".to_owned(), role.as_str().to_owned())]);
-    store
-        .insert_api_key(&key, event(EventKind::KeyAdded, actor, detail))
-        .await
-        .with_context(|| format!("adding key {kid}"))?;
-    Ok(key)
-}
-
-/// Revokes a key: tokens it signed stop working at once. `Ok(false)` if it already was.
-pub async fn revoke_key(store: &dyn CardStore, kid: &str, actor: &str) -> anyhow::Result<bool> {
-    let detail = BTreeMap::from([("kid".to_owned(), kid.to_owned())]);
-    match store.revoke_api_key(kid, now().timestamp(), event(EventKind::KeyRevoked, actor, detail)).await {
-        Err(StorageError::NotFound) => bail!("there is no key {kid:?}"),
-        other => Ok(other?),
-    }
-}
+use crate::domain::KeyRole;
+use crate::storage::Store;
 
 /// Writes a new private key readable by its owner only. The file must not exist, and a symlink
 /// in its place is refused (O_EXCL, O_NOFOLLOW): a key is never written through a link someone
@@ -144,15 +61,16 @@ pub fn load_service_key(settings: &ServiceSettings) -> anyhow::Result<SigningKey
 
 /// The first start: with no app at all, create the default app and an app-role key, and say how
 /// to mint a token with it.
-pub async fn bootstrap(store: &dyn CardStore, settings: &Settings) -> anyhow::Result<()> {
+pub async fn bootstrap(store: &dyn Store, clock: &dyn Clock, settings: &Settings) -> anyhow::Result<()> {
     if !settings.bootstrap.enabled || !store.list_apps().await?.is_empty() {
         return Ok(());
     }
     let app_id = &settings.bootstrap.app_id;
-    create_app(store, app_id, settings.apps.cards_per_identity, "bootstrap").await?;
+    let admin = AppAdmin::new(store, clock);
+    admin.create_app(app_id, settings.apps.cards_per_identity, "bootstrap").await?;
     let key = SigningKey::generate();
     write_private_key(&settings.bootstrap.key_file, &key)?;
-    let record = add_key(store, app_id, KeyRole::App, &key.public_key(), None, "bootstrap").await?;
+    let record = admin.add_key(app_id, KeyRole::App, &key.public_key(), None, "bootstrap").await?;
     let exe = std::env::current_exe().map_or_else(|_| "cardinal".to_owned(), |p| p.display().to_string());
     let command = format!(
         "{exe} token --key {} --kid {} --app {app_id} --identity alice",

@@ -7,7 +7,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::storage::CardStore;
+use crate::storage::Operations;
 
 /// The service's counters, registered in one registry.
 pub struct Metrics {
@@ -47,7 +47,7 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> prom
 
 impl Metrics {
     /// Registers every metric, and a collector of `store`'s pool state.
-    pub fn new(store: Arc<dyn CardStore>) -> prometheus::Result<Metrics> {
+    pub fn new(store: Arc<dyn Operations>) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
         registry.register(Box::new(PoolCollector::new(store)?))?;
         Ok(Metrics {
@@ -95,16 +95,16 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
-    pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        let _ = prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &self.registry.gather(), &mut buffer);
-        String::from_utf8(buffer).unwrap_or_default()
+    pub fn render(&self) -> prometheus::Result<String> {
+        let mut text = String::new();
+        prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)?;
+        Ok(text)
     }
 }
 
 /// The pool's connections, read when scraped.
 struct PoolCollector {
-    store: Arc<dyn CardStore>,
+    store: Arc<dyn Operations>,
     open: IntGauge,
     idle: IntGauge,
     in_use: IntGauge,
@@ -113,7 +113,7 @@ struct PoolCollector {
 }
 
 impl PoolCollector {
-    fn new(store: Arc<dyn CardStore>) -> prometheus::Result<Self> {
+    fn new(store: Arc<dyn Operations>) -> prometheus::Result<Self> {
         let gauge = |name: &str, help: &str| IntGauge::with_opts(Opts::new(name, help).namespace("cardinal"));
         let open = gauge("db_pool_connections", "Open database connections")?;
         let idle = gauge("db_pool_idle_connections", "Idle database connections")?;

@@ -22,7 +22,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 
-use crate::directory::Caller;
+use crate::domain::{AppId, Caller, Identity};
 use crate::error::{ApiError, VirgilError};
 use crate::metrics::Metrics;
 
@@ -100,7 +100,7 @@ pub struct RateLimitSettings {
 
 struct Limiters {
     by_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    by_identity: Option<DefaultKeyedRateLimiter<(String, String)>>,
+    by_identity: Option<DefaultKeyedRateLimiter<(AppId, Identity)>>,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<K>> {

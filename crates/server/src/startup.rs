@@ -16,15 +16,18 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
+use crate::clock::{self, Clock};
 use crate::config::{CorsSettings, Settings};
 use crate::directory::{Directory, Rules, VersionCache};
 use crate::error::ApiError;
 use crate::manage;
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, Surface};
-use crate::routes::health::ReadinessTimeout;
+use crate::routes::health::Readiness;
+use crate::routes::openapi::{Document, DocumentLimits};
 use crate::routes::{self, BodyLimit};
-use crate::storage::{self, Backend, CardStore};
+use crate::storage::sql::{QUEUE_SWEEP, sweep_queue};
+use crate::storage::{self, Backend, Store};
 use crate::telemetry;
 
 /// A bound, ready-to-run service.
@@ -36,11 +39,11 @@ pub struct Application {
     housekeeping: tokio::task::JoinHandle<()>,
     /// Listens for changes to keep the version cache coherent, when there is one.
     watcher: Option<tokio::task::JoinHandle<()>>,
-    store: Arc<dyn CardStore>,
+    store: Arc<dyn Store>,
 }
 
 /// Opens the configured store and applies pending migrations.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn CardStore>> {
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let store = storage::connect(settings.database.url.expose_secret(), &settings.database.pool())
         .await
         .context("opening the database")?;
@@ -51,22 +54,28 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn CardStore
 impl Application {
     /// Opens the store, migrates, loads the service key, bootstraps, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with_clock(settings, clock::system()).await
+    }
+
+    /// The same, telling time by `clock` (tests move it instead of sleeping).
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let store = open_store(&settings).await?;
         let service_key = manage::load_service_key(&settings.service)?;
-        manage::bootstrap(store.as_ref(), &settings).await?;
+        manage::bootstrap(store.as_ref(), clock.as_ref(), &settings).await?;
         // Events a crash left queued (committed changes whose round never ran) go into the log
         // before anything is served.
-        sweep_event_queue(store.as_ref()).await;
+        sweep_queue(store.as_ref()).await;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
-        Self::serve(settings, store, service_key, listener)
+        Self::serve(settings, store, service_key, listener, clock)
     }
 
     fn serve(
         settings: Settings,
-        store: Arc<dyn CardStore>,
+        store: Arc<dyn Store>,
         service_key: cardinal_card::SigningKey,
         listener: TcpListener,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let rules = Rules {
@@ -83,7 +92,7 @@ impl Application {
             clock_skew_secs: settings.auth.clock_skew_secs,
             max_token_bytes: settings.limits.token_max_bytes,
         };
-        let mut directory = Directory::new(store.clone(), service_key, rules);
+        let mut directory = Directory::new(store.clone(), service_key, rules, clock.clone());
         let mut watcher = None;
         if settings.cache.identity_versions > 0 && store.backend() == Backend::Postgres {
             let cache = Arc::new(VersionCache::new(settings.cache.identity_versions));
@@ -99,13 +108,26 @@ impl Application {
                 window: Duration::from_millis(settings.auth.credential_cache_ms),
                 max_tokens: settings.auth.credential_cache_tokens,
             },
+            clock,
         ));
+        let document = web::Data::new(
+            Document::new(&DocumentLimits {
+                identity_max_bytes: settings.limits.format().max_identity_bytes,
+                identities_per_lookup: settings.limits.identities_per_lookup,
+                events_page_max: settings.limits.events_page_max,
+                reason_max_bytes: settings.limits.reason_max_bytes,
+            })
+            .context("building the OpenAPI document")?,
+        );
         let header_limit = web::Data::new(HeaderLimit(settings.limits.header_bytes));
         let body_limit = web::Data::new(BodyLimit {
             bytes: settings.limits.body_bytes,
             timeout: Duration::from_millis(settings.server.request_body_timeout_ms),
         });
-        let readiness = web::Data::new(ReadinessTimeout(Duration::from_millis(settings.database.readiness_timeout_ms)));
+        let readiness = web::Data::new(Readiness {
+            database: store.clone(),
+            timeout: Duration::from_millis(settings.database.readiness_timeout_ms),
+        });
         let metrics = web::Data::new(Metrics::new(store.clone()).map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
         let limiter = web::Data::from(RateLimiter::new(&settings.rate_limits));
         let metrics_inline = settings.metrics.enabled && settings.metrics.listen.is_empty();
@@ -129,6 +151,7 @@ impl Application {
                 .app_data(authenticator.clone())
                 .app_data(body_limit.clone())
                 .app_data(header_limit.clone())
+                .app_data(document.clone())
                 .app_data(readiness.clone())
                 .app_data(app_metrics.clone())
                 .app_data(app_limiter.clone())
@@ -169,8 +192,13 @@ impl Application {
                 App::new().route(
                     "/metrics",
                     web::get().to(move || {
-                        let body = metrics.render();
-                        async move { HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body) }
+                        let rendered = metrics.render();
+                        async move {
+                            match rendered {
+                                Ok(body) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body),
+                                Err(error) => actix_web::ResponseError::error_response(&ApiError::internal(&error)),
+                            }
+                        }
                     }),
                 )
             })
@@ -192,7 +220,7 @@ impl Application {
             loop {
                 tokio::select! {
                     _ = forget.tick() => limiter.forget_idle_keys(),
-                    _ = sweep.tick() => sweep_event_queue(queue.as_ref()).await,
+                    _ = sweep.tick() => sweep_queue(queue.as_ref()).await,
                 }
             }
         });
@@ -234,19 +262,6 @@ impl Application {
         self.store.close().await;
         tracing::info!("stopped");
         result
-    }
-}
-
-/// How often queued events are looked for. Every write sequences its own events before it is
-/// answered, so the queue holds events only after a failed round (the database went away
-/// between a commit and its round) or in another process's crash.
-const QUEUE_SWEEP: Duration = Duration::from_secs(1);
-
-async fn sweep_event_queue(store: &dyn CardStore) {
-    match store.sequence_queued().await {
-        Ok(0) => {}
-        Ok(moved) => tracing::info!(moved, "sequenced queued events"),
-        Err(error) => tracing::warn!(%error, "queued events could not be sequenced yet"),
     }
 }
 

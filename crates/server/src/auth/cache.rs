@@ -10,13 +10,15 @@
 //! naming random kids cost one database read per kid and window, and cannot evict real keys.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use super::TokenTimes;
-use crate::directory::Caller;
+use crate::domain::Caller;
 use crate::storage::ApiKeyRecord;
 
 /// A token that verified, as it verified.
@@ -25,23 +27,25 @@ pub(super) struct VerifiedToken {
     pub caller: Caller,
     pub times: TokenTimes,
     /// When the key it was verified with was read: the token is forgotten with that key.
-    pub key_read_at: Instant,
+    pub key_read_at: DateTime<Utc>,
 }
 
 /// A key as read, and when.
 #[derive(Debug, Clone)]
 pub(super) struct KnownKey {
     pub record: ApiKeyRecord,
-    pub read_at: Instant,
+    pub read_at: DateTime<Utc>,
 }
 
-/// Both memories, or none when the window is zero.
+/// Both memories, or none when the window is zero. Whether an entry is still good is decided by
+/// the authenticator's clock (so tests move time instead of sleeping); the caches' own expiry
+/// only bounds how long entries take memory.
 pub(super) struct CredentialCache {
-    window: Duration,
+    window: chrono::Duration,
     /// Loads of one kid are shared: when an entry expires under load, one request reads it
     /// and the others wait for that read instead of each sending their own.
     keys: moka::future::Cache<String, KnownKey>,
-    unknown_kids: Cache<String, ()>,
+    unknown_kids: Cache<String, DateTime<Utc>>,
     tokens: Cache<[u8; 32], VerifiedToken>,
 }
 
@@ -55,7 +59,7 @@ impl CredentialCache {
             return None;
         }
         Some(CredentialCache {
-            window,
+            window: chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX),
             keys: moka::future::Cache::builder().max_capacity(MAX_KEYS).time_to_live(window).build(),
             unknown_kids: Cache::builder().max_capacity(MAX_KEYS).time_to_live(window).build(),
             tokens: Cache::builder().max_capacity(max_tokens).time_to_live(window).build(),
@@ -69,8 +73,8 @@ impl CredentialCache {
     }
 
     /// A remembered token, unless the key it was verified with is older than the window.
-    pub fn token(&self, digest: &[u8; 32], now: Instant) -> Option<VerifiedToken> {
-        self.tokens.get(digest).filter(|token| now.saturating_duration_since(token.key_read_at) < self.window)
+    pub fn token(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Option<VerifiedToken> {
+        self.tokens.get(digest).filter(|token| now - token.key_read_at < self.window)
     }
 
     pub fn remember_token(&self, digest: [u8; 32], token: VerifiedToken) {
@@ -81,14 +85,19 @@ impl CredentialCache {
     pub async fn key<E>(
         &self,
         kid: &str,
-        now: Instant,
+        now: DateTime<Utc>,
         load: impl Future<Output = Result<Option<ApiKeyRecord>, E>>,
     ) -> Result<Option<KnownKey>, E>
     where
         E: Clone + Send + Sync + 'static,
     {
-        if self.unknown_kids.contains_key(kid) {
+        if self.unknown_kids.get(kid).is_some_and(|seen_at| now - seen_at < self.window) {
             return Ok(None);
+        }
+        if let Some(known) = self.keys.get(kid).await
+            && now - known.read_at >= self.window
+        {
+            self.keys.invalidate(kid).await;
         }
         let loaded = self
             .keys
@@ -104,7 +113,7 @@ impl CredentialCache {
             Ok(key) => Ok(Some(key)),
             Err(shared) => match &*shared {
                 KeyLoadError::Unknown => {
-                    self.unknown_kids.insert(kid.to_owned(), ());
+                    self.unknown_kids.insert(kid.to_owned(), now);
                     Ok(None)
                 }
                 KeyLoadError::Failed(error) => Err(error.clone()),
@@ -127,12 +136,12 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::storage::KeyRole;
+    use crate::domain::{AppId, Identity, KeyRole};
 
     fn record() -> ApiKeyRecord {
         ApiKeyRecord {
             kid: "k".into(),
-            app_id: "a".into(),
+            app_id: AppId::parse("a").unwrap(),
             role: KeyRole::App,
             public_key: vec![1; 32],
             created_at: 0,
@@ -140,9 +149,13 @@ mod tests {
         }
     }
 
-    fn verified(key_read_at: Instant) -> VerifiedToken {
+    fn verified(key_read_at: DateTime<Utc>) -> VerifiedToken {
         VerifiedToken {
-            caller: Caller { app_id: "a".into(), subject: "alice".into(), role: KeyRole::App, kid: "k".into() },
+            caller: Caller {
+                app_id: AppId::parse("a").unwrap(),
+                subject: Identity::parse("alice").unwrap(),
+                role: KeyRole::App,
+            },
             times: TokenTimes { iat: 0, exp: 1, nbf: None },
             key_read_at,
         }
@@ -154,13 +167,13 @@ mod tests {
     fn a_token_is_forgotten_with_the_key_it_was_verified_with() {
         let window = Duration::from_secs(1);
         let cache = CredentialCache::new(window, 100).unwrap();
-        let key_read_at = Instant::now();
+        let key_read_at = Utc::now();
         let digest = CredentialCache::token_digest(b"Bearer late-token");
         // Verified 900 ms after the key was read, against that cached key.
         cache.remember_token(digest, verified(key_read_at));
-        assert!(cache.token(&digest, key_read_at + Duration::from_millis(900)).is_some());
+        assert!(cache.token(&digest, key_read_at + chrono::Duration::milliseconds(900)).is_some());
         assert!(
-            cache.token(&digest, key_read_at + window).is_none(),
+            cache.token(&digest, key_read_at + chrono::Duration::from_std(window).unwrap()).is_none(),
             "gone with its key, not 1 s after its own insert"
         );
     }
@@ -169,7 +182,7 @@ mod tests {
     async fn unknown_kids_are_remembered_apart_and_read_once_per_window() {
         let cache = CredentialCache::new(Duration::from_secs(60), 100).unwrap();
         let reads = AtomicUsize::new(0);
-        let now = Instant::now();
+        let now = Utc::now();
         for _ in 0..3 {
             let found = cache
                 .key("nope", now, async {
@@ -181,7 +194,32 @@ mod tests {
             assert!(found.is_none());
         }
         assert_eq!(reads.load(Ordering::SeqCst), 1);
+        let later = now + chrono::Duration::seconds(61);
+        let read_again = cache
+            .key("nope", later, async {
+                reads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(None)
+            })
+            .await
+            .unwrap();
+        assert!(read_again.is_none());
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "read again once the window passed");
         let known = cache.key("k", now, async { Ok::<_, String>(Some(record())) }).await.unwrap().unwrap();
         assert_eq!((known.record, known.read_at), (record(), now));
+    }
+
+    /// Revoking a key shows within the window by the authenticator's clock, not the cache's.
+    #[tokio::test]
+    async fn a_key_older_than_the_window_is_read_again() {
+        let cache = CredentialCache::new(Duration::from_secs(1), 100).unwrap();
+        let now = Utc::now();
+        cache.key("k", now, async { Ok::<_, String>(Some(record())) }).await.unwrap();
+        let revoked = ApiKeyRecord { revoked_at: Some(5), ..record() };
+        let soon =
+            cache.key("k", now + chrono::Duration::milliseconds(500), async { Ok::<_, String>(Some(revoked.clone())) });
+        assert_eq!(soon.await.unwrap().unwrap().record.revoked_at, None, "within the window: remembered");
+        let later =
+            cache.key("k", now + chrono::Duration::seconds(1), async { Ok::<_, String>(Some(revoked.clone())) });
+        assert_eq!(later.await.unwrap().unwrap().record.revoked_at, Some(5), "after it: read again");
     }
 }

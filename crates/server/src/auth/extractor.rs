@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use cardinal_card::wire::ProblemCode;
 
 use super::Authenticator;
-use crate::directory::Caller;
+use crate::domain::Caller;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::ratelimit::{self, RateLimiter};

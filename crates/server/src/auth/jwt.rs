@@ -169,12 +169,12 @@ pub fn mint_eddsa(key: &SigningKey, kid: &str, claims: &Claims) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::KeyRole;
+    use crate::domain::{AppId, KeyRole};
 
     fn key(public_key: Vec<u8>) -> ApiKeyRecord {
         ApiKeyRecord {
             kid: "k".into(),
-            app_id: "a".into(),
+            app_id: AppId::parse("a").unwrap(),
             role: KeyRole::App,
             public_key,
             created_at: 0,

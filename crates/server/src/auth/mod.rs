@@ -9,22 +9,25 @@ mod extractor;
 pub mod jwt;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cardinal_card::PublicKey;
 use cardinal_card::virgil_jwt::VirgilJwt;
 use cardinal_card::wire::ProblemCode;
-use cardinal_card::{Identity, PublicKey};
+use chrono::{DateTime, Utc};
 
-use crate::directory::Caller;
+use crate::clock::Clock;
+use crate::domain::{Caller, Identity};
 use crate::error::ApiError;
-use crate::storage::CardStore;
+use crate::storage::ApiKeyStore;
 use cache::{CredentialCache, KnownKey, VerifiedToken};
 
 /// Verifies tokens against the registered API keys.
 pub struct Authenticator {
-    store: Arc<dyn CardStore>,
+    keys: Arc<dyn ApiKeyStore>,
     policy: TokenPolicy,
     cache: Option<CredentialCache>,
+    clock: Arc<dyn Clock>,
 }
 
 /// How long keys and verified tokens are remembered (zero: not at all), and how many tokens.
@@ -96,9 +99,9 @@ impl TokenPolicy {
 }
 
 impl Authenticator {
-    /// An authenticator over the store's keys.
-    pub fn new(store: Arc<dyn CardStore>, policy: TokenPolicy, cache: CacheSettings) -> Self {
-        Authenticator { store, policy, cache: CredentialCache::new(cache.window, cache.max_tokens) }
+    /// An authenticator over the registered keys, telling time by `clock`.
+    pub fn new(keys: Arc<dyn ApiKeyStore>, policy: TokenPolicy, cache: CacheSettings, clock: Arc<dyn Clock>) -> Self {
+        Authenticator { keys, policy, cache: CredentialCache::new(cache.window, cache.max_tokens), clock }
     }
 
     /// Authenticates an `Authorization` header value.
@@ -108,8 +111,8 @@ impl Authenticator {
         if value.len() > self.policy.max_token_bytes {
             return Err(invalid("the Authorization header is too long"));
         }
-        let now = chrono::Utc::now().timestamp();
-        let instant = Instant::now();
+        let instant = self.clock.now();
+        let now = instant.timestamp();
         let Some(cache) = &self.cache else {
             return Ok(self.verify(value, now, instant).await?.caller);
         };
@@ -123,7 +126,7 @@ impl Authenticator {
         Ok(verified.caller)
     }
 
-    async fn verify(&self, value: &[u8], now: i64, instant: Instant) -> Result<VerifiedToken, ApiError> {
+    async fn verify(&self, value: &[u8], now: i64, instant: DateTime<Utc>) -> Result<VerifiedToken, ApiError> {
         let value = std::str::from_utf8(value).map_err(|_| invalid("the Authorization header is not ASCII"))?;
         let (scheme, token) = value.split_once(' ').ok_or_else(|| invalid("use 'Bearer <jwt>' or 'Virgil <jwt>'"))?;
         let token = token.trim();
@@ -138,14 +141,19 @@ impl Authenticator {
 
     /// Cheap checks first (the pinned algorithm, the stated times, issuer and subject), then
     /// the key, then the signature: a junk token costs no verification and no database read.
-    async fn authenticate_bearer(&self, token: &str, now: i64, instant: Instant) -> Result<VerifiedToken, ApiError> {
+    async fn authenticate_bearer(
+        &self,
+        token: &str,
+        now: i64,
+        instant: DateTime<Utc>,
+    ) -> Result<VerifiedToken, ApiError> {
         let kid = jwt::eddsa_kid(token)?;
         let stated = jwt::unverified_claims(token)?;
         let stated_times = TokenTimes { iat: stated.iat, exp: stated.exp, nbf: stated.nbf };
         self.policy.check_times(stated_times, now)?;
         Identity::parse(&stated.sub).map_err(|e| invalid(format!("sub: {e}")))?;
         let key = self.usable_key(&kid, instant).await?;
-        if stated.iss != key.record.app_id {
+        if stated.iss != key.record.app_id.as_str() {
             return Err(not_valid("the issuer is not the key's app"));
         }
         let claims = jwt::verify_eddsa(token, &key.record)?;
@@ -153,7 +161,12 @@ impl Authenticator {
         self.caller(key, &claims.iss, &claims.sub, times, now)
     }
 
-    async fn authenticate_virgil(&self, token: &str, now: i64, instant: Instant) -> Result<VerifiedToken, ApiError> {
+    async fn authenticate_virgil(
+        &self,
+        token: &str,
+        now: i64,
+        instant: DateTime<Utc>,
+    ) -> Result<VerifiedToken, ApiError> {
         let jwt = VirgilJwt::parse(token).map_err(|e| invalid(e.to_string()))?;
         let times = TokenTimes { iat: jwt.claims.iat, exp: jwt.claims.exp, nbf: jwt.claims.nbf };
         self.policy.check_times(times, now)?;
@@ -161,7 +174,7 @@ impl Authenticator {
         let subject = jwt.identity().ok_or_else(|| invalid("sub must be identity-<identity>"))?;
         Identity::parse(subject).map_err(|e| invalid(format!("sub: {e}")))?;
         let key = self.usable_key(&jwt.header.kid, instant).await?;
-        if app != key.record.app_id {
+        if app != key.record.app_id.as_str() {
             return Err(not_valid("the issuer is not the key's app"));
         }
         let public = PublicKey::from_bytes(&key.record.public_key).map_err(|_| not_valid("the API key is unusable"))?;
@@ -170,8 +183,8 @@ impl Authenticator {
         self.caller(key, app, subject, times, now)
     }
 
-    async fn usable_key(&self, kid: &str, instant: Instant) -> Result<KnownKey, ApiError> {
-        let load = self.store.find_api_key(kid);
+    async fn usable_key(&self, kid: &str, instant: DateTime<Utc>) -> Result<KnownKey, ApiError> {
+        let load = self.keys.find_api_key(kid);
         let found = match &self.cache {
             None => load.await?.map(|record| KnownKey { record, read_at: instant }),
             Some(cache) => cache.key(kid, instant, load).await?,
@@ -191,14 +204,13 @@ impl Authenticator {
         times: TokenTimes,
         now: i64,
     ) -> Result<VerifiedToken, ApiError> {
-        if issuer != key.record.app_id {
+        if issuer != key.record.app_id.as_str() {
             return Err(not_valid("the issuer is not the key's app"));
         }
         self.policy.check_times(times, now)?;
         let subject = Identity::parse(subject).map_err(|e| invalid(format!("sub: {e}")))?;
         let KnownKey { record, read_at } = key;
-        let caller =
-            Caller { app_id: record.app_id, subject: subject.into_string(), role: record.role, kid: record.kid };
+        let caller = Caller { app_id: record.app_id, subject, role: record.role };
         Ok(VerifiedToken { caller, times, key_read_at: read_at })
     }
 }

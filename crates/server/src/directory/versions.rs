@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use moka::sync::Cache;
 
+use crate::domain::{AppId, Identity};
 use crate::storage::Heard;
 
 /// The counters of one database's identities, per app.
@@ -25,8 +26,9 @@ pub struct VersionCache {
     live: AtomicBool,
 }
 
-fn key(app_id: &str, identity: &str) -> String {
+fn key(app_id: &AppId, identity: &Identity) -> String {
     // Neither an app id nor an identity contains a newline (both are printable ASCII).
+    let (app_id, identity) = (app_id.as_str(), identity.as_str());
     let mut key = String::with_capacity(app_id.len() + 1 + identity.len());
     key.push_str(app_id);
     key.push('\n');
@@ -51,7 +53,7 @@ impl VersionCache {
 
     /// Every counter of `identities`, or `None` if any is unknown here (or changes are not
     /// being heard). Identities that never changed are remembered as 0 and left out.
-    pub fn get_all(&self, app_id: &str, identities: &[String]) -> Option<Vec<(String, i64)>> {
+    pub fn get_all(&self, app_id: &AppId, identities: &[Identity]) -> Option<Vec<(Identity, i64)>> {
         if !self.live.load(Ordering::SeqCst) {
             return None;
         }
@@ -66,13 +68,13 @@ impl VersionCache {
     }
 
     /// Remembers counters read from the database, unless a drop happened since `generation`.
-    pub fn remember(&self, generation: u64, app_id: &str, identities: &[String], versions: &[(String, i64)]) {
+    pub fn remember(&self, generation: u64, app_id: &AppId, identities: &[Identity], versions: &[(Identity, i64)]) {
         if !self.live.load(Ordering::SeqCst) || self.generation() != generation {
             return;
         }
         let versions = super::etag::by_identity(versions);
         for identity in identities {
-            self.counters.insert(key(app_id, identity), versions.get(identity.as_str()).copied().unwrap_or(0));
+            self.counters.insert(key(app_id, identity), versions.get(identity).copied().unwrap_or(0));
         }
         // A drop that landed during the inserts may have missed one of them.
         if self.generation() != generation {
@@ -96,7 +98,7 @@ impl VersionCache {
     }
 
     /// Forgets one identity's counter (it changed).
-    pub fn forget(&self, app_id: &str, identity: &str) {
+    pub fn forget(&self, app_id: &AppId, identity: &Identity) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.counters.invalidate(&key(app_id, identity));
     }
@@ -115,31 +117,39 @@ impl VersionCache {
 mod tests {
     use super::*;
 
-    fn ids(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    fn ids(list: &[&str]) -> Vec<Identity> {
+        list.iter().map(|s| Identity::parse(s).unwrap()).collect()
+    }
+
+    fn v(identity: &str, version: i64) -> (Identity, i64) {
+        (Identity::parse(identity).unwrap(), version)
+    }
+
+    fn app(id: &str) -> AppId {
+        AppId::parse(id).unwrap()
     }
 
     #[test]
     fn nothing_is_served_until_changes_are_heard() {
         let cache = VersionCache::new(100);
         let batch = ids(&["alice"]);
-        cache.remember(cache.generation(), "app", &batch, &[("alice".into(), 3)]);
-        assert_eq!(cache.get_all("app", &batch), None);
+        cache.remember(cache.generation(), &app("app"), &batch, &[v("alice", 3)]);
+        assert_eq!(cache.get_all(&app("app"), &batch), None);
         cache.set_live(true);
-        cache.remember(cache.generation(), "app", &batch, &[("alice".into(), 3)]);
-        assert_eq!(cache.get_all("app", &batch), Some(vec![("alice".into(), 3)]));
+        cache.remember(cache.generation(), &app("app"), &batch, &[v("alice", 3)]);
+        assert_eq!(cache.get_all(&app("app"), &batch), Some(vec![v("alice", 3)]));
         cache.set_live(false);
-        assert_eq!(cache.get_all("app", &batch), None);
+        assert_eq!(cache.get_all(&app("app"), &batch), None);
     }
 
     #[test]
     fn every_identity_must_be_known_and_unchanged_ones_count_as_zero() {
         let cache = VersionCache::new(100);
         cache.set_live(true);
-        cache.remember(cache.generation(), "app", &ids(&["alice", "bob"]), &[("alice".into(), 2)]);
-        assert_eq!(cache.get_all("app", &ids(&["alice", "bob"])), Some(vec![("alice".into(), 2)]));
-        assert_eq!(cache.get_all("app", &ids(&["alice", "carol"])), None);
-        assert_eq!(cache.get_all("other", &ids(&["alice"])), None, "apps are apart");
+        cache.remember(cache.generation(), &app("app"), &ids(&["alice", "bob"]), &[v("alice", 2)]);
+        assert_eq!(cache.get_all(&app("app"), &ids(&["alice", "bob"])), Some(vec![v("alice", 2)]));
+        assert_eq!(cache.get_all(&app("app"), &ids(&["alice", "carol"])), None);
+        assert_eq!(cache.get_all(&app("other"), &ids(&["alice"])), None, "apps are apart");
     }
 
     #[test]
@@ -148,11 +158,11 @@ mod tests {
         cache.set_live(true);
         let batch = ids(&["alice"]);
         let started = cache.generation();
-        cache.forget("app", "alice");
-        cache.remember(started, "app", &batch, &[("alice".into(), 1)]);
-        assert_eq!(cache.get_all("app", &batch), None);
-        cache.remember(cache.generation(), "app", &batch, &[("alice".into(), 2)]);
-        cache.forget("app", "alice");
-        assert_eq!(cache.get_all("app", &batch), None);
+        cache.forget(&app("app"), &Identity::parse("alice").unwrap());
+        cache.remember(started, &app("app"), &batch, &[v("alice", 1)]);
+        assert_eq!(cache.get_all(&app("app"), &batch), None);
+        cache.remember(cache.generation(), &app("app"), &batch, &[v("alice", 2)]);
+        cache.forget(&app("app"), &Identity::parse("alice").unwrap());
+        assert_eq!(cache.get_all(&app("app"), &batch), None);
     }
 }

@@ -7,12 +7,16 @@ use actix_web::{HttpResponse, web};
 use cardinal_card::wire::ProblemCode;
 use serde_json::json;
 
-use crate::directory::Directory;
 use crate::error::ApiError;
+use crate::storage::Operations;
 
-/// How long readiness waits for the database.
-#[derive(Debug, Clone, Copy)]
-pub struct ReadinessTimeout(pub Duration);
+/// What readiness checks, and how long it waits.
+pub struct Readiness {
+    /// The database.
+    pub database: std::sync::Arc<dyn Operations>,
+    /// How long to wait for it.
+    pub timeout: Duration,
+}
 
 /// `GET /healthz`: 200 while the process runs.
 #[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "The process runs")))]
@@ -23,11 +27,8 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /readyz`: 200 when the database answers within the timeout, else 503.
 #[utoipa::path(get, path = "/readyz", tag = "service",
     responses((status = 200, description = "The database answers"), (status = 503, description = "unavailable", body = Problem, content_type = "application/problem+json")))]
-pub async fn readyz(
-    directory: web::Data<Directory>,
-    timeout: web::Data<ReadinessTimeout>,
-) -> Result<HttpResponse, ApiError> {
-    match tokio::time::timeout(timeout.0, directory.store().ping()).await {
+pub async fn readyz(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
+    match tokio::time::timeout(readiness.timeout, readiness.database.ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),
         Ok(Err(error)) => {
             tracing::warn!(%error, "not ready: database check failed");

@@ -6,6 +6,7 @@ mod cards;
 pub mod health;
 pub mod openapi;
 mod service_key;
+mod services;
 mod view;
 pub mod virgil;
 

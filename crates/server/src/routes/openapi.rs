@@ -73,42 +73,156 @@ impl Modify for Security {
     }
 }
 
-/// The document, built once: generated from the handlers, then given the input constraints that
-/// the annotations cannot express, so that a client generating requests from it (schemathesis
-/// in the hardening suite) produces only what the service accepts.
-pub static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
-    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-    constrain(&mut document);
-    serde_json::from_value(document).unwrap_or_else(|_| ApiDoc::openapi())
-});
-
-/// Printable ASCII, 1 to 1024 bytes: what `Identity` accepts.
-fn identity_schema() -> Value {
-    json!({"type": "string", "pattern": "^[ -~]+$", "minLength": 1, "maxLength": 1024})
+/// The limits the document states, from the configuration (so that a client generating
+/// requests from it, schemathesis in the hardening suite, produces only what this service
+/// accepts).
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentLimits {
+    /// Longest identity.
+    pub identity_max_bytes: usize,
+    /// Identities per lookup.
+    pub identities_per_lookup: usize,
+    /// Events per page.
+    pub events_page_max: i64,
+    /// Longest revocation reason.
+    pub reason_max_bytes: usize,
 }
 
-fn identity_batch_schema() -> Value {
-    json!({"type": "array", "items": identity_schema(), "minItems": 1, "maxItems": 100})
+/// The served document: generated from the handlers, then given what the annotations cannot
+/// express — the configured input constraints, and the error answers every route shares.
+pub struct Document(Value);
+
+impl Document {
+    /// The document under these limits.
+    pub fn new(limits: &DocumentLimits) -> Result<Self, serde_json::Error> {
+        let mut document = serde_json::to_value(ApiDoc::openapi())?;
+        constrain(&mut document, limits);
+        add_shared_answers(&mut document);
+        Ok(Document(document))
+    }
+
+    /// As JSON.
+    pub fn as_json(&self) -> &Value {
+        &self.0
+    }
 }
 
-fn constrain(document: &mut Value) {
-    if let Some(paths) = document["paths"].as_object_mut() {
-        for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|ops| ops.values_mut()) {
-            for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
-                let schema = match parameter["name"].as_str() {
-                    Some("id") => json!({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
-                    Some("identity") => identity_batch_schema(),
-                    Some("after") => json!({"type": "integer", "format": "int64", "minimum": 0}),
-                    Some("limit") => json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 1000}),
-                    _ => continue,
-                };
-                parameter["schema"] = schema;
-            }
+/// Printable ASCII, 1 to the configured length: what `Identity` accepts.
+fn identity_schema(limits: &DocumentLimits) -> Value {
+    json!({"type": "string", "pattern": "^[ -~]+$", "minLength": 1, "maxLength": limits.identity_max_bytes})
+}
+
+fn identity_batch_schema(limits: &DocumentLimits) -> Value {
+    json!({"type": "array", "items": identity_schema(limits), "minItems": 1, "maxItems": limits.identities_per_lookup})
+}
+
+fn operations(document: &mut Value) -> impl Iterator<Item = (&str, &mut Value)> {
+    document["paths"].as_object_mut().into_iter().flat_map(|paths| paths.iter_mut()).flat_map(|(path, operations)| {
+        operations.as_object_mut().into_iter().flat_map(|ops| ops.values_mut()).map(move |op| (path.as_str(), op))
+    })
+}
+
+fn constrain(document: &mut Value, limits: &DocumentLimits) {
+    for (_, operation) in operations(document) {
+        // `get_mut`: indexing would insert a null `parameters` into operations that have none.
+        let parameters = operation.get_mut("parameters").and_then(Value::as_array_mut);
+        for parameter in parameters.into_iter().flatten() {
+            let schema = match parameter["name"].as_str() {
+                Some("id") => json!({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+                Some("identity") => identity_batch_schema(limits),
+                Some("after") => json!({"type": "integer", "format": "int64", "minimum": 0}),
+                Some("limit") => {
+                    json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": limits.events_page_max})
+                }
+                _ => continue,
+            };
+            parameter["schema"] = schema;
         }
     }
     let schemas = &mut document["components"]["schemas"];
-    schemas["SearchRequest"]["properties"]["identities"] = identity_batch_schema();
-    schemas["RevokeRequest"]["properties"]["reason"] = json!({"type": ["string", "null"], "maxLength": 1024});
+    schemas["SearchRequest"]["properties"]["identities"] = identity_batch_schema(limits);
+    schemas["RevokeRequest"]["properties"]["reason"] =
+        json!({"type": ["string", "null"], "maxLength": limits.reason_max_bytes});
+}
+
+/// A problem answer.
+fn problem(description: &str) -> Value {
+    json!({"description": description,
+           "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+/// The problem codes each route answers besides the shared ones, by status. One table rather
+/// than a list in every handler's annotation: the codes are the directory's, not the handlers'.
+const ROUTE_PROBLEMS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "post /v1/cards",
+        &[
+            (
+                "400",
+                "invalid_request, invalid_snapshot, invalid_identity, invalid_version, invalid_created_at, \
+                 invalid_public_key, unsupported_key_type, invalid_previous_card_id, invalid_signature_entry, \
+                 too_many_signatures, reserved_signer, duplicate_signer, self_signature_missing, \
+                 extra_snapshot_too_large, snapshot_too_large, card_too_large, bad_signature, previous_card_not_found",
+            ),
+            ("403", "identity_mismatch, forbidden"),
+            (
+                "409",
+                "card_exists, identity_taken, already_superseded, chain_revoked, previous_card_mismatch, too_many_chains",
+            ),
+        ],
+    ),
+    ("get /v1/cards", &[("400", "invalid_request, invalid_identity, too_many_identities, answer_too_large")]),
+    ("post /v1/cards/search", &[("400", "invalid_request, invalid_identity, too_many_identities, answer_too_large")]),
+    ("get /v1/cards/{id}", &[("400", "invalid_card_id"), ("404", "not_found (also for a card of another app)")]),
+    (
+        "post /v1/cards/{id}/revoke",
+        &[("400", "invalid_request, invalid_card_id"), ("403", "forbidden"), ("404", "not_found")],
+    ),
+    (
+        "post /v1/admin/cards/{id}/revoke",
+        &[("400", "invalid_request, invalid_card_id"), ("403", "forbidden (not an admin token)"), ("404", "not_found")],
+    ),
+    ("get /v1/admin/events", &[("400", "invalid_request"), ("403", "forbidden (not an admin token)")]),
+];
+
+/// What every route can answer, stated once instead of in every handler's annotation: its own
+/// problems ([`ROUTE_PROBLEMS`]), 401 where a token is needed, 413 where a body is read, 429 and
+/// 503 everywhere but liveness.
+fn add_shared_answers(document: &mut Value) {
+    let Some(paths) = document["paths"].as_object_mut().map(std::mem::take) else { return };
+    let mut annotated = serde_json::Map::new();
+    for (path, mut operations) in paths {
+        for (method, operation) in operations.as_object_mut().into_iter().flatten() {
+            let route = format!("{method} {path}");
+            let problems = ROUTE_PROBLEMS.iter().find(|(r, _)| *r == route).map_or(&[][..], |(_, problems)| *problems);
+            add_answers(&path, operation, problems);
+        }
+        annotated.insert(path, operations);
+    }
+    document["paths"] = Value::Object(annotated);
+}
+
+fn add_answers(path: &str, operation: &mut Value, problems: &[(&str, &str)]) {
+    if path == "/healthz" {
+        return;
+    }
+    let authenticated = operation.get("security").is_some();
+    let reads_a_body = operation.get("requestBody").is_some();
+    let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { return };
+    let mut add = |status: &str, answer: Value| {
+        responses.entry(status).or_insert(answer);
+    };
+    for (status, codes) in problems {
+        add(status, problem(codes));
+    }
+    if authenticated {
+        add("401", problem("token_missing, token_invalid, token_expired"));
+    }
+    if reads_a_body {
+        add("413", problem("payload_too_large"));
+    }
+    add("429", problem("rate_limited (with Retry-After)"));
+    add("503", problem("unavailable (with Retry-After)"));
 }
 
 /// Where the document is served, and where the UI reads it.
@@ -124,8 +238,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(limited(RouteClass::Read, web::resource("/docs/{file:.*}").route(web::get().to(docs_file))));
 }
 
-async fn document() -> HttpResponse {
-    HttpResponse::Ok().json(&*DOCUMENT)
+async fn document(document: web::Data<Document>) -> HttpResponse {
+    HttpResponse::Ok().json(document.as_json())
 }
 
 /// Swagger UI loads its own scripts and styles (no inline script, some inline styles) and reads

@@ -2,12 +2,12 @@
 
 use actix_web::{HttpResponse, web};
 use cardinal_card::log::EventBody;
-use cardinal_card::wire::Problem;
 use cardinal_card::wire::{EventView, EventsPage};
 use serde::Deserialize;
 
-use crate::directory::{Caller, Directory};
+use crate::domain::Caller;
 use crate::error::ApiError;
+use crate::routes::services::{Answer, Services};
 
 /// The page being asked for.
 #[derive(Debug, Deserialize)]
@@ -27,18 +27,11 @@ fn default_limit() -> i64 {
     get, path = "/v1/admin/events", tag = "admin",
     params(("after" = Option<i64>, Query, description = "Sequence number to start after (default 0)"),
            ("limit" = Option<i64>, Query, description = "Events per page, 1 to 1000 (default 100)")),
-    responses(
-        (status = 200, description = "The app's event log, oldest first, hash-chained", body = EventsPage),
-        (status = 400, description = "invalid_request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "token_missing, token_invalid, token_expired", body = Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden (not an admin token)", body = Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited (with Retry-After)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 200, description = "The app's event log, oldest first, hash-chained", body = EventsPage)),
     security(("bearer" = []), ("virgil" = []))
 )]
-pub async fn list_events(
-    directory: web::Data<Directory>,
-    caller: Caller,
-    page: web::Query<Page>,
-) -> Result<HttpResponse, ApiError> {
-    let rows = directory.events(&caller, page.after, page.limit).await?;
+pub async fn list_events(services: Services, caller: Caller, page: web::Query<Page>) -> Answer {
+    let rows = services.directory.events(&caller, page.after, page.limit).await?;
     let next = rows.last().map_or(page.after, |row| row.seq);
     let events = rows
         .into_iter()

@@ -1,13 +1,13 @@
 //! `GET /v1/cards/{id}`
 
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use cardinal_card::RawSignedModel;
-use cardinal_card::wire::{CardView, Problem};
+use cardinal_card::wire::CardView;
 
-use crate::directory::{Caller, Directory};
+use crate::domain::Caller;
 use crate::error::ApiError;
-use crate::routes::view::{CACHE_CONTROL, card_etag, card_view, if_none_match};
+use crate::routes::services::{Answer, Services};
+use crate::routes::view::{card_view, conditional, if_none_match};
 
 /// One card of the caller's app, whatever its status.
 #[utoipa::path(
@@ -17,26 +17,10 @@ use crate::routes::view::{CACHE_CONTROL, card_etag, card_view, if_none_match};
     responses(
         (status = 200, description = "The card, in any status", body = CardView<RawSignedModel>, headers(("ETag" = String))),
         (status = 304, description = "Not modified"),
-        (status = 400, description = "invalid_card_id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "token_missing, token_invalid, token_expired", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not_found (also for a card of another app)", body = Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited (with Retry-After)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("virgil" = []))
 )]
-pub async fn get_card(
-    directory: web::Data<Directory>,
-    caller: Caller,
-    id: web::Path<String>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let card = directory.get(&caller, &id).await?;
-    let etag = card_etag(&card);
-    if if_none_match(request.headers(), &etag) {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
-            .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
-            .finish());
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
-        .json(card_view(&card)?))
+pub async fn get_card(services: Services, caller: Caller, id: web::Path<String>, request: HttpRequest) -> Answer {
+    let answer = services.directory.get_conditional(&caller, &id, &if_none_match(request.headers())).await?;
+    conditional(answer, |card| serde_json::to_string(&card_view(&card)?).map_err(|e| ApiError::internal(&e)))
 }

@@ -1,14 +1,13 @@
-//! `POST /v1/cards/{id}/revoke`
+//! `POST /v1/cards/{id}/revoke`, and the revocation both revoke routes share.
 
 use actix_web::{HttpResponse, web};
 use cardinal_card::RawSignedModel;
-use cardinal_card::wire::RevokeRequest;
-use cardinal_card::wire::{CardView, Problem};
+use cardinal_card::wire::{CardView, RevokeRequest};
 
-use crate::directory::{Caller, Directory};
-use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::directory::Revoker;
+use crate::domain::Caller;
 use crate::routes::body::Body;
+use crate::routes::services::{Answer, Services};
 use crate::routes::view::card_view;
 
 /// The owner revokes the whole chain of one of their cards; the body and its reason are optional.
@@ -16,22 +15,17 @@ use crate::routes::view::card_view;
     post, path = "/v1/cards/{id}/revoke", tag = "cards",
     params(("id" = String, Path, description = "Any card of the chain to revoke")),
     request_body(content = Option<RevokeRequest>, description = "Optional reason"),
-    responses(
-        (status = 200, description = "The card, its whole chain revoked (repeating is a no-op)", body = CardView<RawSignedModel>),
-        (status = 400, description = "invalid_request, invalid_card_id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "token_missing, token_invalid, token_expired", body = Problem, content_type = "application/problem+json"), (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "payload_too_large", body = Problem, content_type = "application/problem+json"), (status = 429, description = "rate_limited (with Retry-After)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "unavailable (with Retry-After)", body = Problem, content_type = "application/problem+json"),
-    ),
+    responses((status = 200, description = "The card, its whole chain revoked (repeating is a no-op)", body = CardView<RawSignedModel>)),
     security(("bearer" = []), ("virgil" = []))
 )]
-pub async fn revoke_card(
-    directory: web::Data<Directory>,
-    metrics: web::Data<Metrics>,
-    caller: Caller,
-    id: web::Path<String>,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_card(services: Services, caller: Caller, id: web::Path<String>, body: Body) -> Answer {
+    revoke(&services, &caller, Revoker::Owner, &id, &body).await
+}
+
+/// Revokes as `by` says, counts it, and answers the card (both revoke routes).
+pub(crate) async fn revoke(services: &Services, caller: &Caller, by: Revoker, id: &str, body: &Body) -> Answer {
     let request: RevokeRequest = body.json_or_default()?;
-    let card = directory.revoke_own(&caller, &id, request.reason).await?;
-    metrics.chains_revoked.with_label_values(&["owner"]).inc();
+    let card = services.directory.revoke(caller, by, id, request.reason).await?;
+    services.metrics.chains_revoked.with_label_values(&[by.as_str()]).inc();
     Ok(HttpResponse::Ok().json(card_view(&card)?))
 }

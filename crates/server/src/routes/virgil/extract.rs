@@ -6,32 +6,20 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
 
-use crate::directory::Caller;
-use crate::error::VirgilError;
-use crate::routes::body::Body;
+use crate::error::{ApiError, VirgilError};
 
-/// The authenticated caller.
-pub struct VirgilCaller(pub Caller);
+/// A native extractor (the caller, the size-limited body) whose refusal is a Virgil error.
+pub struct Virgil<T>(pub T);
 
-/// The request body, size-limited.
-pub struct VirgilBody(pub Body);
-
-impl FromRequest for VirgilCaller {
+impl<T> FromRequest for Virgil<T>
+where
+    T: FromRequest<Error = ApiError> + 'static,
+{
     type Error = VirgilError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, VirgilError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::from_request(req, payload);
-        Box::pin(async move { Ok(VirgilCaller(caller.await?)) })
-    }
-}
-
-impl FromRequest for VirgilBody {
-    type Error = VirgilError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, VirgilError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = Body::from_request(req, payload);
-        Box::pin(async move { Ok(VirgilBody(body.await?)) })
+        let extracted = T::from_request(req, payload);
+        Box::pin(async move { Ok(Virgil(extracted.await?)) })
     }
 }

@@ -8,12 +8,14 @@ use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::directory::{Count, Directory};
+use crate::directory::{Count, Directory, Revoker};
+use crate::domain::Caller;
 use crate::error::{ApiError, VirgilError};
-use crate::metrics::Metrics;
 use crate::ratelimit::{self, RouteClass, Surface};
+use crate::routes::body::Body;
 use crate::routes::limited;
-use extract::{VirgilBody, VirgilCaller};
+use crate::routes::services::Services;
+use extract::Virgil;
 
 /// The header the SDK reads to mark a fetched card outdated (sic: Virgil's spelling).
 pub const SUPERSEDED_HEADER: &str = "x-virgil-is-superseeded";
@@ -46,25 +48,18 @@ fn raw_json(body: String) -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::json()).body(body)
 }
 
+/// A Virgil handler's answer.
+type Answer = Result<HttpResponse, VirgilError>;
+
 /// `POST /card/v5`: 201 with the stored model, the service countersignature appended.
-async fn publish_card(
-    directory: web::Data<Directory>,
-    metrics: web::Data<Metrics>,
-    caller: VirgilCaller,
-    body: VirgilBody,
-) -> Result<HttpResponse, VirgilError> {
-    let raw = body.0.json()?;
-    let card = directory.publish(&caller.0, raw).await?;
-    metrics.card_published(&card);
+async fn publish_card(services: Services, caller: Virgil<Caller>, body: Virgil<Body>) -> Answer {
+    let card = services.directory.publish(&caller.0, body.0.json()?).await?;
+    services.metrics.card_published(&card);
     Ok(HttpResponse::Created().content_type(ContentType::json()).body(card.record.raw))
 }
 
 /// `GET /card/v5/{id}`
-async fn get_card(
-    directory: web::Data<Directory>,
-    caller: VirgilCaller,
-    id: web::Path<String>,
-) -> Result<HttpResponse, VirgilError> {
+async fn get_card(directory: web::Data<Directory>, caller: Virgil<Caller>, id: web::Path<String>) -> Answer {
     let card = directory.get(&caller.0, &id).await?;
     let outdated = card.status() != cardinal_card::wire::CardStatus::Active;
     let mut response = raw_json(card.record.raw);
@@ -86,41 +81,23 @@ struct SearchRequest {
     identity: Option<String>,
 }
 
-/// `POST /card/v5/actions/search`: a JSON array of every card of every unrevoked chain.
-async fn search_cards(
-    directory: web::Data<Directory>,
-    metrics: web::Data<Metrics>,
-    caller: VirgilCaller,
-    body: VirgilBody,
-) -> Result<HttpResponse, VirgilError> {
+/// `POST /card/v5/actions/search`: a JSON array of the newest cards of every unrevoked chain.
+async fn search_cards(services: Services, caller: Virgil<Caller>, body: Virgil<Body>) -> Answer {
     let request: SearchRequest = body.0.json()?;
     let wanted = request.identities.iter().chain(request.identity.as_ref()).map(String::as_str);
+    let directory = &services.directory;
     let identities = directory.lookup_identities(wanted, Count::Distinct)?;
-    metrics.lookup("virgil_search", identities.len(), false);
+    services.metrics.lookup("virgil_search", identities.len(), false);
     let cards = directory.unrevoked_chains(&caller.0, &identities).await?;
     // The stored models are JSON already: join them, never re-encode.
-    let mut array = String::with_capacity(2 + cards.iter().map(|c| c.record.raw.len() + 1).sum::<usize>());
-    array.push('[');
-    for (i, card) in cards.iter().enumerate() {
-        if i > 0 {
-            array.push(',');
-        }
-        array.push_str(&card.record.raw);
-    }
-    array.push(']');
+    let array = format!("[{}]", cards.iter().map(|card| card.record.raw.as_str()).collect::<Vec<_>>().join(","));
     Ok(raw_json(directory.bounded_answer(array)?))
 }
 
 /// `POST /card/v5/actions/revoke/{id}`: revokes the card's whole chain, as e3kit's `unregister`
 /// assumes (it revokes only the newest card it found).
-async fn revoke_card(
-    directory: web::Data<Directory>,
-    metrics: web::Data<Metrics>,
-    caller: VirgilCaller,
-    id: web::Path<String>,
-    _body: VirgilBody,
-) -> Result<HttpResponse, VirgilError> {
-    directory.revoke_own(&caller.0, &id, None).await?;
-    metrics.chains_revoked.with_label_values(&["owner"]).inc();
+async fn revoke_card(services: Services, caller: Virgil<Caller>, id: web::Path<String>, _: Virgil<Body>) -> Answer {
+    services.directory.revoke(&caller.0, Revoker::Owner, &id, None).await?;
+    services.metrics.chains_revoked.with_label_values(&[Revoker::Owner.as_str()]).inc();
     Ok(HttpResponse::Ok().finish())
 }

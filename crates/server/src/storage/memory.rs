@@ -1,0 +1,379 @@
+//! A store in memory, for the rules' unit tests (as facebook/akd tests its directory): the same
+//! guarantees as the SQL store — the same constraints by the same names, the same orders, the
+//! same event bytes and hashes — checked by the same conformance suite, without a database.
+//! Everything sits behind one lock, so every write is atomic; events are sealed at once, so
+//! nothing is ever queued.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{
+    ActiveLookup, ApiKeyRecord, ApiKeyStore, AppRecord, AppStore, Backend, CardRecord, CardStore, CardsQuery,
+    EventDraft, EventLog, EventRow, EventsQuery, GENESIS, Heard, MigrationError, NewCard, Operations, Placement,
+    PoolStats, Revocation, StorageError, constraint, seal,
+};
+use crate::domain::{AppId, CardId, Identity};
+
+#[derive(Debug)]
+struct App {
+    record: AppRecord,
+    head: [u8; 32],
+    events: Vec<EventRow>,
+}
+
+#[derive(Debug, Clone)]
+struct Chain {
+    identity: Identity,
+    head: CardId,
+    exclusive: bool,
+    revoked_at: Option<i64>,
+    revocation_reason: Option<String>,
+    revoked_by: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    apps: BTreeMap<AppId, App>,
+    keys: BTreeMap<String, ApiKeyRecord>,
+    chains: HashMap<(AppId, CardId), Chain>,
+    /// Every card, with its chain's revocation left empty (read from `chains`).
+    cards: HashMap<(AppId, CardId), CardRecord>,
+    versions: HashMap<(AppId, Identity), i64>,
+}
+
+impl State {
+    fn app(&mut self, id: &AppId) -> Result<&mut App, StorageError> {
+        self.apps.get_mut(id).ok_or(StorageError::conflict(constraint::FOREIGN_KEY))
+    }
+
+    /// Appends events to the app's log, sealed exactly as the SQL sequencer seals them.
+    fn log(&mut self, app_id: &AppId, drafts: &[EventDraft]) -> Result<(), StorageError> {
+        let app = self.app(app_id)?;
+        for draft in drafts {
+            let seq = app.events.len() as i64 + 1;
+            let sealed = seal(app_id, seq, &app.head, draft)?;
+            app.head = sealed.hash;
+            app.events.push(EventRow {
+                seq,
+                body: sealed.body,
+                prev_hash: sealed.prev_hash.to_vec(),
+                hash: sealed.hash.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn bump(&mut self, app_id: &AppId, identity: &Identity) {
+        *self.versions.entry((app_id.clone(), identity.clone())).or_insert(0) += 1;
+    }
+
+    /// A card as the SQL store returns it: with its chain's revocation.
+    fn card(&self, app_id: &AppId, card: &CardRecord) -> CardRecord {
+        let mut card = card.clone();
+        if let Some(chain) = self.chains.get(&(app_id.clone(), card.chain_id.clone())) {
+            card.revoked_at = chain.revoked_at;
+            card.revocation_reason.clone_from(&chain.revocation_reason);
+            card.revoked_by.clone_from(&chain.revoked_by);
+        }
+        card
+    }
+
+    fn chain_of(&self, app_id: &AppId, card: &CardRecord) -> Option<&Chain> {
+        self.chains.get(&(app_id.clone(), card.chain_id.clone()))
+    }
+
+    /// The app's cards of these identities that `keep` keeps, in the SQL store's order, within
+    /// the byte budget.
+    fn cards_of(
+        &self,
+        query: CardsQuery<'_>,
+        keep: impl Fn(&CardRecord, &Chain) -> bool,
+    ) -> Result<Vec<CardRecord>, StorageError> {
+        let (app_id, max_bytes) = (query.app_id, query.max_bytes);
+        let wanted: BTreeSet<&Identity> = query.identities.iter().collect();
+        let mut cards: Vec<CardRecord> = self
+            .cards
+            .iter()
+            .filter(|((app, _), card)| app == app_id && wanted.contains(&card.identity))
+            .filter(|(_, card)| self.chain_of(app_id, card).is_some_and(|chain| keep(card, chain)))
+            .map(|(_, card)| self.card(app_id, card))
+            .collect();
+        cards.sort_by(|a, b| {
+            (&a.identity, b.created_at, b.published_at, &a.id).cmp(&(&b.identity, a.created_at, a.published_at, &b.id))
+        });
+        let bytes: usize = cards.iter().map(|card| card.raw.len()).sum();
+        if bytes > max_bytes {
+            return Err(StorageError::TooLarge { max_bytes });
+        }
+        Ok(cards)
+    }
+
+    fn place(&mut self, card: &NewCard, placement: &Placement) -> Result<(), StorageError> {
+        let app_id = &card.app_id;
+        let key = (app_id.clone(), card.id.clone());
+        match placement {
+            Placement::Root { exclusive, max_live_chains } => {
+                if self.chains.contains_key(&key) {
+                    return Err(StorageError::conflict(constraint::CHAINS_PKEY));
+                }
+                let live: Vec<&Chain> = self
+                    .chains
+                    .iter()
+                    .filter(|((app, _), chain)| {
+                        app == app_id && chain.identity == card.identity && chain.revoked_at.is_none()
+                    })
+                    .map(|(_, chain)| chain)
+                    .collect();
+                if *exclusive && live.iter().any(|chain| chain.exclusive) {
+                    return Err(StorageError::conflict(constraint::CHAINS_SINGLE_ACTIVE));
+                }
+                if self.cards.contains_key(&key) {
+                    return Err(StorageError::conflict(constraint::CARDS_PKEY));
+                }
+                if !*exclusive && live.len() as i64 + 1 > *max_live_chains {
+                    return Err(StorageError::conflict(constraint::CHAINS_PER_IDENTITY));
+                }
+                let chain = Chain {
+                    identity: card.identity.clone(),
+                    head: card.id.clone(),
+                    exclusive: *exclusive,
+                    revoked_at: None,
+                    revocation_reason: None,
+                    revoked_by: None,
+                };
+                self.chains.insert(key, chain);
+            }
+            Placement::Successor { chain_id, previous_card_id } => {
+                let chain = self.chains.get(&(app_id.clone(), chain_id.clone()));
+                if !chain.is_some_and(|chain| &chain.head == previous_card_id && chain.revoked_at.is_none()) {
+                    return Err(StorageError::conflict(constraint::CHAIN_HEAD_MOVED));
+                }
+                if self.cards.contains_key(&key) {
+                    return Err(StorageError::conflict(constraint::CARDS_PKEY));
+                }
+                let previous = self.cards.get_mut(&(app_id.clone(), previous_card_id.clone()));
+                match previous {
+                    Some(previous) if previous.superseded_by.is_none() => {
+                        previous.superseded_by = Some(card.id.clone())
+                    }
+                    _ => return Err(StorageError::conflict(constraint::CHAIN_HEAD_MOVED)),
+                }
+                if let Some(chain) = self.chains.get_mut(&(app_id.clone(), chain_id.clone())) {
+                    chain.head = card.id.clone();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The store. Cheap to create: one per test.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl AppStore for MemoryStore {
+    async fn create_app(&self, app: &AppRecord, event: EventDraft) -> Result<(), StorageError> {
+        let mut state = self.state();
+        if state.apps.contains_key(&app.id) {
+            return Err(StorageError::conflict(constraint::APPS_PKEY));
+        }
+        state.apps.insert(app.id.clone(), App { record: app.clone(), head: GENESIS, events: Vec::new() });
+        state.log(&app.id, std::slice::from_ref(&event))
+    }
+
+    async fn find_app(&self, id: &AppId) -> Result<Option<AppRecord>, StorageError> {
+        Ok(self.state().apps.get(id).map(|app| app.record.clone()))
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppRecord>, StorageError> {
+        Ok(self.state().apps.values().map(|app| app.record.clone()).collect())
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for MemoryStore {
+    async fn insert_api_key(&self, key: &ApiKeyRecord, event: EventDraft) -> Result<(), StorageError> {
+        let mut state = self.state();
+        state.app(&key.app_id)?;
+        if state.keys.contains_key(&key.kid) {
+            return Err(StorageError::conflict(constraint::API_KEYS_PKEY));
+        }
+        state.keys.insert(key.kid.clone(), key.clone());
+        state.log(&key.app_id, std::slice::from_ref(&event))
+    }
+
+    async fn find_api_key(&self, kid: &str) -> Result<Option<ApiKeyRecord>, StorageError> {
+        Ok(self.state().keys.get(kid).cloned())
+    }
+
+    async fn list_api_keys(&self, app_id: Option<&AppId>) -> Result<Vec<ApiKeyRecord>, StorageError> {
+        let mut keys: Vec<ApiKeyRecord> =
+            self.state().keys.values().filter(|key| app_id.is_none_or(|app| &key.app_id == app)).cloned().collect();
+        keys.sort_by(|a, b| (&a.app_id, a.created_at, &a.kid).cmp(&(&b.app_id, b.created_at, &b.kid)));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, kid: &str, at: i64, event: EventDraft) -> Result<bool, StorageError> {
+        let mut state = self.state();
+        let key = state.keys.get_mut(kid).ok_or(StorageError::NotFound)?;
+        if key.revoked_at.is_some() {
+            return Ok(false);
+        }
+        key.revoked_at = Some(at);
+        let app_id = key.app_id.clone();
+        state.log(&app_id, std::slice::from_ref(&event))?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl CardStore for MemoryStore {
+    async fn insert_card(&self, card: &NewCard, placement: &Placement, log: &[EventDraft]) -> Result<(), StorageError> {
+        let mut state = self.state();
+        state.app(&card.app_id)?;
+        state.place(card, placement)?;
+        let record = CardRecord {
+            id: card.id.clone(),
+            identity: card.identity.clone(),
+            chain_id: placement.chain_id(&card.id).clone(),
+            previous_card_id: placement.previous().cloned(),
+            superseded_by: None,
+            chain_index: card.chain_index,
+            created_at: card.created_at,
+            published_at: card.published_at,
+            public_key: card.public_key.clone(),
+            raw: card.raw.clone(),
+            revoked_at: None,
+            revocation_reason: None,
+            revoked_by: None,
+        };
+        state.cards.insert((card.app_id.clone(), card.id.clone()), record);
+        state.bump(&card.app_id, &card.identity);
+        state.log(&card.app_id, log)
+    }
+
+    async fn find_card(&self, app_id: &AppId, id: &CardId) -> Result<Option<CardRecord>, StorageError> {
+        let state = self.state();
+        Ok(state.cards.get(&(app_id.clone(), id.clone())).map(|card| state.card(app_id, card)))
+    }
+
+    async fn find_active_cards(&self, query: CardsQuery<'_>) -> Result<Vec<CardRecord>, StorageError> {
+        self.state().cards_of(query, |card, chain| card.superseded_by.is_none() && chain.revoked_at.is_none())
+    }
+
+    async fn find_unrevoked_chain_cards(
+        &self,
+        query: CardsQuery<'_>,
+        per_chain: i64,
+    ) -> Result<Vec<CardRecord>, StorageError> {
+        let state = self.state();
+        let head_index = |chain: &Chain| {
+            state.cards.get(&(query.app_id.clone(), chain.head.clone())).map_or(0, |head| head.chain_index)
+        };
+        state.cards_of(query, |card, chain| {
+            chain.revoked_at.is_none() && card.chain_index > head_index(chain) - per_chain
+        })
+    }
+
+    async fn identity_versions(
+        &self,
+        app_id: &AppId,
+        identities: &[Identity],
+    ) -> Result<Vec<(Identity, i64)>, StorageError> {
+        let state = self.state();
+        let wanted: BTreeSet<&Identity> = identities.iter().collect();
+        Ok(wanted
+            .into_iter()
+            .filter_map(|identity| {
+                state.versions.get(&(app_id.clone(), identity.clone())).map(|version| (identity.clone(), *version))
+            })
+            .collect())
+    }
+
+    async fn lookup_active(&self, query: CardsQuery<'_>) -> Result<ActiveLookup, StorageError> {
+        let versions = self.identity_versions(query.app_id, query.identities).await?;
+        let cards = self.find_active_cards(query).await?;
+        // Active cards without their chain's revocation, as the SQL store's one statement reads
+        // them (an active card's chain is unrevoked).
+        Ok(ActiveLookup { versions, cards })
+    }
+
+    async fn revoke_chain(&self, revocation: &Revocation, event: EventDraft) -> Result<bool, StorageError> {
+        let (app_id, identity) = (&revocation.app_id, &revocation.identity);
+        let mut state = self.state();
+        let Some(chain) = state.chains.get_mut(&(app_id.clone(), revocation.chain_id.clone())) else {
+            return Ok(false);
+        };
+        if chain.revoked_at.is_some() {
+            return Ok(false);
+        }
+        chain.revoked_at = Some(revocation.at);
+        chain.revocation_reason.clone_from(&revocation.reason);
+        chain.revoked_by = Some(revocation.by.clone());
+        state.bump(app_id, identity);
+        state.log(app_id, std::slice::from_ref(&event))?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryStore {
+    async fn list_events(&self, query: EventsQuery<'_>) -> Result<Vec<EventRow>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(query.app_id) else { return Ok(Vec::new()) };
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        let limit = usize::try_from(query.limit).unwrap_or(0);
+        for event in app.events.iter().filter(|event| event.seq > query.after).take(limit) {
+            bytes += event.body.len();
+            if bytes > query.max_bytes && !page.is_empty() {
+                break;
+            }
+            page.push(event.clone());
+        }
+        Ok(page)
+    }
+
+    async fn sequence_queued(&self) -> Result<usize, StorageError> {
+        Ok(0)
+    }
+}
+
+#[async_trait]
+impl Operations for MemoryStore {
+    fn backend(&self) -> Backend {
+        Backend::Memory
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats { size: 0, idle: 0, max: 0 }
+    }
+
+    async fn migrate(&self) -> Result<(), MigrationError> {
+        Ok(())
+    }
+
+    async fn close(&self) {}
+
+    async fn watch_changes(&self, _heard: &(dyn Fn(Heard) + Send + Sync)) {}
+}

@@ -1,0 +1,40 @@
+//! SQLite: the file, its directory and its connection options.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::storage::{PoolSettings, StorageError};
+
+/// Opens (creating if needed) the database file and its directory. WAL lets readers run beside
+/// the one writer; `synchronous = FULL` makes every acknowledged commit survive a power cut, not
+/// only a crash.
+pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<SqlitePool, StorageError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StorageError::Other(e.to_string()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let file = options.get_filename().to_path_buf();
+    if let Some(dir) = file.parent() {
+        crate::files::create_private_dir(dir).map_err(|e| StorageError::Other(format!("{e:#}")))?;
+    }
+    // SQLite creates the file (and its -wal and -shm, with the same mode) under the umask,
+    // usually world-readable: a new database is made owner-only.
+    let created = !file.exists();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|e| StorageError::Other(format!("cannot open {}: {e}", file.display())))?;
+    if created && file.exists() {
+        crate::files::make_private(&file).map_err(|e| StorageError::Other(format!("{e:#}")))?;
+    }
+    Ok(pool)
+}
