@@ -335,7 +335,7 @@ impl<'k> CardBuilder<'k> {
             public_key: self.key.public_key().to_spki_base64(),
         };
         // A struct of strings and integers always serialises.
-        let snapshot = serde_json::to_vec(&snapshot).unwrap_or_default();
+        let snapshot = serde_json::to_vec(&snapshot).expect("a struct of strings and integers always serialises");
         let extra = self.extra.unwrap_or_default();
         let signed = [snapshot.as_slice(), extra.as_slice()].concat();
         let entry = RawSignature {

@@ -87,8 +87,8 @@ pub struct EventBody {
 impl EventBody {
     /// The bytes that are hashed and stored.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        // Strings, integers and a sorted map always serialise.
-        serde_json::to_vec(self).unwrap_or_default()
+        // An empty body would be hashed into the chain as if it were the event: fail loudly.
+        serde_json::to_vec(self).expect("strings, integers and a sorted map of strings always serialise")
     }
 }
 

@@ -128,8 +128,8 @@ pub fn sign(key: &SigningKey, kid: &str, app_id: &str, identity: &str, iat: i64,
         ada: None,
     };
     // Structs of strings and integers always serialise.
-    let header = b64::encode_url(&serde_json::to_vec(&header).unwrap_or_default());
-    let body = b64::encode_url(&serde_json::to_vec(&claims).unwrap_or_default());
+    let header = b64::encode_url(&serde_json::to_vec(&header).expect("a header of strings always serialises"));
+    let body = b64::encode_url(&serde_json::to_vec(&claims).expect("claims of strings and integers always serialise"));
     let input = format!("{header}.{body}");
     let signature = b64::encode_url(&key.sign_virgil(input.as_bytes()));
     format!("{input}.{signature}")
