@@ -8,10 +8,12 @@ use anyhow::{Context, bail};
 use cardinal_card::PublicKey;
 use cardinal_server::apps::AppAdmin;
 use cardinal_server::auth::jwt::{Claims, mint_eddsa};
+use cardinal_server::backup::ServingLock;
 use cardinal_server::clock::{self, Clock};
 use cardinal_server::config::Settings;
 use cardinal_server::domain::{AppId, CardsPerIdentity, KeyRole};
 use cardinal_server::startup::{Application, open_store};
+use cardinal_server::storage::Backend;
 use cardinal_server::{manage, telemetry};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -46,6 +48,31 @@ enum Command {
     Migrate,
     /// Print the effective configuration, secrets masked.
     PrintConfig,
+    /// Write a consistent copy of the SQLite database while it serves, and verify it.
+    ///
+    /// PostgreSQL is backed up with pg_dump (README, "Backups and restores").
+    /// Example: cardinal backup --out /backups/cardinal-2026-12-01.db
+    Backup {
+        /// The copy to write (owner-only; must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the SQLite database with a backup (the server must be stopped), after checking
+    /// it; the replaced file is kept beside it. Renews the epoch.
+    ///
+    /// Example: cardinal restore --from /backups/cardinal-2026-12-01.db
+    Restore {
+        /// The backup to restore.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Print the database's epoch, or renew it (after restoring PostgreSQL with pg_restore, or
+    /// promoting a replica to take over from a lost primary).
+    Epoch {
+        /// Give the database a new epoch.
+        #[arg(long)]
+        renew: bool,
+    },
     /// Manage apps (tenants).
     #[command(subcommand)]
     App(AppCommand),
@@ -192,17 +219,66 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await?;
             Ok(())
         }),
+        Command::Backup { out } => runtime.block_on(backup(&settings, &out)),
+        Command::Restore { from } => runtime.block_on(async {
+            let url = settings.database.exposed_url();
+            if Backend::of_url(url) != Some(Backend::Sqlite) {
+                bail!("cardinal restore replaces an SQLite file; restore PostgreSQL with pg_restore, then run `cardinal epoch --renew` (README, \"Backups and restores\")");
+            }
+            let (census, replaced) = cardinal_server::backup::restore(url, &from).await?;
+            println!(
+                "restored {} ({} apps, {} events, every chain verified); new epoch {}",
+                from.display(),
+                census.apps,
+                census.events,
+                census.epoch
+            );
+            if let Some(replaced) = replaced {
+                println!("the replaced database is kept as {}", replaced.display());
+            }
+            Ok(())
+        }),
         command => runtime.block_on(admin(command, settings)),
     }
 }
 
+async fn backup(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()> {
+    let url = settings.database.exposed_url();
+    match Backend::of_url(url) {
+        Some(Backend::Sqlite) => {}
+        _ => bail!(
+            "cardinal backup copies an SQLite database; back PostgreSQL up with pg_dump (README, \"Backups and restores\")"
+        ),
+    }
+    let file = cardinal_server::storage::sql::sqlite_file(url)?;
+    if !file.exists() {
+        bail!("there is no database at {}", file.display());
+    }
+    let _serving = ServingLock::shared(url)?;
+    let store = cardinal_server::storage::connect(url, &settings.database.pool()).await?;
+    let census = cardinal_server::backup::back_up(store.as_ref(), out).await;
+    store.close().await;
+    let census = census?;
+    println!(
+        "backed up to {} ({} apps, {} events, every chain verified; epoch {})",
+        out.display(),
+        census.apps,
+        census.events,
+        census.epoch
+    );
+    Ok(())
+}
+
 async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let _serving = ServingLock::shared(settings.database.exposed_url())?;
     let store = open_store(&settings).await?;
     let store = store.as_ref();
     let clock = clock::system();
     let apps = AppAdmin::new(store, clock.as_ref());
     match command {
         Command::Migrate => println!("migrations applied"),
+        Command::Epoch { renew: false } => println!("{}", store.epoch().await?),
+        Command::Epoch { renew: true } => println!("new epoch {}", store.renew_epoch().await?),
         Command::App(AppCommand::Create { id, cards_per_identity }) => {
             let policy = match cards_per_identity {
                 Some(Policy::Single) => CardsPerIdentity::Single,
@@ -262,7 +338,12 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
                 println!("key {kid} was already revoked");
             }
         }
-        Command::Serve | Command::PrintConfig | Command::Token(_) | Command::Client(_) => {}
+        Command::Serve
+        | Command::PrintConfig
+        | Command::Token(_)
+        | Command::Client(_)
+        | Command::Backup { .. }
+        | Command::Restore { .. } => {}
     }
     store.close().await;
     Ok(())

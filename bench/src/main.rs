@@ -144,8 +144,7 @@ async fn seed_identity(store: &dyn Store, service: &SigningKey, n: usize) -> any
 
 async fn seed(database_url: &str, identities: usize, dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let pool =
-        PoolSettings { max_connections: 16, min_connections: 0, acquire_timeout: std::time::Duration::from_secs(30) };
+    let pool = PoolSettings::simple(16, std::time::Duration::from_secs(30));
     let store: Arc<dyn Store> = storage::connect(database_url, &pool).await?;
     store.migrate().await?;
     let service = SigningKey::generate();

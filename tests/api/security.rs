@@ -388,11 +388,7 @@ async fn user_controlled_log_fields_are_quoted(backend: Backend) {
     let dir = db.dir().to_owned();
     let store = cardinal_server::storage::connect(
         &db.url,
-        &cardinal_server::storage::PoolSettings {
-            max_connections: 2,
-            min_connections: 0,
-            acquire_timeout: Duration::from_secs(5),
-        },
+        &cardinal_server::storage::PoolSettings::simple(2, Duration::from_secs(5)),
     )
     .await
     .unwrap();

@@ -14,8 +14,8 @@ use cardinal_server::domain::{AppId, CardId, CardsPerIdentity, Identity, KeyRole
 use cardinal_server::storage::memory::MemoryStore;
 use cardinal_server::storage::sql::SqlStore;
 use cardinal_server::storage::{
-    ApiKeyRecord, AppRecord, CardsQuery, EventDraft, EventsQuery, NewCard, Placement, PoolSettings, Revocation,
-    StorageError, Store, connect, constraint,
+    ApiKeyRecord, AppRecord, CardsQuery, EventDraft, EventsQuery, NewCard, Placement, PoolSettings, ReadFrom,
+    Revocation, StorageError, Store, active_digest, connect, constraint,
 };
 use support::{Backend, TestDb};
 
@@ -45,7 +45,7 @@ macro_rules! on_every_store {
 }
 
 fn pool() -> PoolSettings {
-    PoolSettings { max_connections: 8, min_connections: 0, acquire_timeout: Duration::from_secs(5) }
+    PoolSettings::simple(8, Duration::from_secs(5))
 }
 
 /// A fresh store (and, for the databases, what keeps it alive).
@@ -215,7 +215,12 @@ async fn cards_are_scoped_by_app_and_duplicates_conflict(kind: Kind) {
     assert_eq!(store.find_card(&app_id("b"), &card_id(1)).await.unwrap(), None, "another app cannot see it");
     assert!(
         store
-            .find_active_cards(CardsQuery { app_id: &app_id("b"), identities: &[who("alice")], max_bytes: usize::MAX })
+            .find_active_cards(CardsQuery {
+                app_id: &app_id("b"),
+                identities: &[who("alice")],
+                max_bytes: usize::MAX,
+                from: ReadFrom::Primary
+            })
             .await
             .unwrap()
             .is_empty()
@@ -273,20 +278,28 @@ async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(kind: Kind)
     assert_eq!((&new.chain_id, new.previous_card_id.as_ref(), new.chain_index), (&card_id(1), Some(&card_id(1)), 1));
 
     let active = store
-        .find_active_cards(CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX })
+        .find_active_cards(CardsQuery {
+            app_id: &a,
+            identities: &[who("alice")],
+            max_bytes: usize::MAX,
+            from: ReadFrom::Primary,
+        })
         .await
         .unwrap();
     assert_eq!(active.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![card_id(2)]);
     let chain = store
         .find_unrevoked_chain_cards(
-            CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX },
+            CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX, from: ReadFrom::Primary },
             i64::MAX,
         )
         .await
         .unwrap();
     assert_eq!(chain.len(), 2);
     let newest = store
-        .find_unrevoked_chain_cards(CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX }, 1)
+        .find_unrevoked_chain_cards(
+            CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX, from: ReadFrom::Primary },
+            1,
+        )
         .await
         .unwrap();
     assert_eq!(newest.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![card_id(2)], "per_chain = 1: the head");
@@ -299,7 +312,12 @@ async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(kind: Kind)
     );
     assert!(
         store
-            .find_active_cards(CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX })
+            .find_active_cards(CardsQuery {
+                app_id: &a,
+                identities: &[who("alice")],
+                max_bytes: usize::MAX,
+                from: ReadFrom::Primary
+            })
             .await
             .unwrap()
             .is_empty()
@@ -307,7 +325,7 @@ async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(kind: Kind)
     assert!(
         store
             .find_unrevoked_chain_cards(
-                CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX },
+                CardsQuery { app_id: &a, identities: &[who("alice")], max_bytes: usize::MAX, from: ReadFrom::Primary },
                 i64::MAX
             )
             .await
@@ -318,34 +336,63 @@ async fn rotation_moves_the_head_once_and_never_into_a_revoked_chain(kind: Kind)
     assert_eq!((revoked.revoked_at, revoked.revoked_by.as_deref()), (Some(10), Some("admin:root")));
 }
 
+/// The identities' counters, as the store reads them.
+async fn versions_of(store: &dyn Store, app_id: &AppId, ids: &[Identity]) -> Vec<(Identity, i64)> {
+    store.identity_states(app_id, ids).await.unwrap().into_iter().map(|(id, state)| (id, state.version)).collect()
+}
+
 async fn every_change_bumps_the_identity_version(kind: Kind) {
     let (_db, store) = store(kind).await;
     let a = app_id("a");
     app(store.as_ref(), "a").await;
     let ids = vec![who("alice"), who("bob")];
-    assert_eq!(store.identity_versions(&a, &ids).await.unwrap(), vec![]);
+    assert_eq!(versions_of(store.as_ref(), &a, &ids).await, vec![]);
     publish_root(store.as_ref(), "a", &card_id(1), "alice", true).await.unwrap();
-    assert_eq!(store.identity_versions(&a, &ids).await.unwrap(), vec![(who("alice"), 1)]);
+    assert_eq!(versions_of(store.as_ref(), &a, &ids).await, vec![(who("alice"), 1)]);
     rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(2)).await.unwrap();
     assert!(revoke(store.as_ref(), "a", &card_id(1), "alice", "x").await);
     assert!(!revoke(store.as_ref(), "a", &card_id(1), "alice", "x").await);
-    assert_eq!(
-        store.identity_versions(&a, &ids).await.unwrap(),
-        vec![(who("alice"), 3)],
-        "a no-op revoke does not bump"
-    );
+    assert_eq!(versions_of(store.as_ref(), &a, &ids).await, vec![(who("alice"), 3)], "a no-op revoke does not bump");
     assert_eq!(
         constraint_of(rotate(store.as_ref(), "a", &card_id(1), &card_id(2), &card_id(3)).await),
         constraint::CHAIN_HEAD_MOVED
     );
-    assert_eq!(
-        store.identity_versions(&a, &ids).await.unwrap(),
-        vec![(who("alice"), 3)],
-        "a refused write does not bump"
-    );
+    assert_eq!(versions_of(store.as_ref(), &a, &ids).await, vec![(who("alice"), 3)], "a refused write does not bump");
 }
 
-/// The one-statement lookup agrees with the counters and the active cards read separately:
+/// Every change leaves the digest of exactly the identity's active cards: a root, a rotation
+/// (the successor replaces its predecessor), a second chain, a revocation; a refused write
+/// leaves it as it was.
+async fn every_change_keeps_the_digest_of_the_active_cards(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    let a = app_id("a");
+    app(store.as_ref(), "a").await;
+    let digest = |store: Arc<dyn Store>| {
+        let a = a.clone();
+        async move {
+            let states = store.identity_states(&a, &[who("alice")]).await.unwrap();
+            assert_eq!(states.len(), 1);
+            states[0].1.digest.expect("a digest")
+        }
+    };
+    publish_root(store.as_ref(), "a", &card_id(1), "alice", false).await.unwrap();
+    assert_eq!(digest(store.clone()).await, active_digest([&card_id(1)]));
+    rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(2)).await.unwrap();
+    assert_eq!(digest(store.clone()).await, active_digest([&card_id(2)]));
+    publish_root(store.as_ref(), "a", &card_id(3), "alice", false).await.unwrap();
+    assert_eq!(digest(store.clone()).await, active_digest([&card_id(2), &card_id(3)]));
+    assert_eq!(
+        constraint_of(rotate(store.as_ref(), "a", &card_id(1), &card_id(1), &card_id(4)).await),
+        constraint::CHAIN_HEAD_MOVED
+    );
+    assert_eq!(digest(store.clone()).await, active_digest([&card_id(2), &card_id(3)]));
+    assert!(revoke(store.as_ref(), "a", &card_id(1), "alice", "x").await);
+    assert_eq!(digest(store.clone()).await, active_digest([&card_id(3)]));
+    assert!(revoke(store.as_ref(), "a", &card_id(3), "alice", "x").await);
+    assert_eq!(digest(store.clone()).await, active_digest([]), "nothing active is the empty digest");
+}
+
+/// The one-statement lookup agrees with the states and the active cards read separately:
 /// superseded cards and revoked chains are left out, identities never changed are absent,
 /// an identity whose only chain is revoked keeps its counter, and other apps are invisible.
 async fn a_lookup_reads_the_counters_and_the_active_cards_together(kind: Kind) {
@@ -361,22 +408,35 @@ async fn a_lookup_reads_the_counters_and_the_active_cards_together(kind: Kind) {
     publish_root(store.as_ref(), "b", &card_id(5), "carol", true).await.unwrap();
 
     let ids: Vec<Identity> = ["alice", "bob", "carol", "dave"].into_iter().map(who).collect();
-    let read = store.lookup_active(CardsQuery { app_id: &a, identities: &ids, max_bytes: usize::MAX }).await.unwrap();
-    let mut versions = read.versions.clone();
-    versions.sort();
-    let mut counted = store.identity_versions(&a, &ids).await.unwrap();
-    counted.sort();
-    assert_eq!(versions, counted);
+    let read = store
+        .lookup_active(CardsQuery { app_id: &a, identities: &ids, max_bytes: usize::MAX, from: ReadFrom::Primary })
+        .await
+        .unwrap();
+    let mut states = read.states.clone();
+    states.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut counted = store.identity_states(&a, &ids).await.unwrap();
+    counted.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(states, counted);
+    let versions: Vec<(Identity, i64)> = states.iter().map(|(id, state)| (id.clone(), state.version)).collect();
     assert_eq!(versions, vec![(who("alice"), 3), (who("bob"), 2)]);
-    let separately =
-        store.find_active_cards(CardsQuery { app_id: &a, identities: &ids, max_bytes: usize::MAX }).await.unwrap();
+    assert_eq!(states[0].1.digest, Some(active_digest([&card_id(2), &card_id(3)])));
+    assert_eq!(states[1].1.digest, Some(active_digest([])));
+    let separately = store
+        .find_active_cards(CardsQuery { app_id: &a, identities: &ids, max_bytes: usize::MAX, from: ReadFrom::Primary })
+        .await
+        .unwrap();
     assert_eq!(read.cards, separately);
     let mut active: Vec<CardId> = read.cards.iter().map(|c| c.id.clone()).collect();
     active.sort();
     assert_eq!(active, vec![card_id(2), card_id(3)]);
     assert_eq!(
         store
-            .lookup_active(CardsQuery { app_id: &a, identities: &[who("dave")], max_bytes: usize::MAX })
+            .lookup_active(CardsQuery {
+                app_id: &a,
+                identities: &[who("dave")],
+                max_bytes: usize::MAX,
+                from: ReadFrom::Primary
+            })
             .await
             .unwrap(),
         Default::default()
@@ -393,20 +453,43 @@ async fn reads_refuse_answers_over_their_byte_budget(kind: Kind) {
     let one = card("a", &card_id(1), "alice").raw.len();
     let both = [who("alice"), who("bob")];
     assert_eq!(
-        store.find_active_cards(CardsQuery { app_id: &a, identities: &both, max_bytes: 2 * one }).await.unwrap().len(),
+        store
+            .find_active_cards(CardsQuery {
+                app_id: &a,
+                identities: &both,
+                max_bytes: 2 * one,
+                from: ReadFrom::Primary
+            })
+            .await
+            .unwrap()
+            .len(),
         2,
         "exactly the budget"
     );
     assert!(matches!(
-        store.find_active_cards(CardsQuery { app_id: &a, identities: &both, max_bytes: 2 * one - 1 }).await,
+        store
+            .find_active_cards(CardsQuery {
+                app_id: &a,
+                identities: &both,
+                max_bytes: 2 * one - 1,
+                from: ReadFrom::Primary
+            })
+            .await,
         Err(StorageError::TooLarge { .. })
     ));
     assert!(matches!(
-        store.lookup_active(CardsQuery { app_id: &a, identities: &both, max_bytes: one }).await,
+        store
+            .lookup_active(CardsQuery { app_id: &a, identities: &both, max_bytes: one, from: ReadFrom::Primary })
+            .await,
         Err(StorageError::TooLarge { .. })
     ));
     assert!(matches!(
-        store.find_unrevoked_chain_cards(CardsQuery { app_id: &a, identities: &both, max_bytes: one }, 8).await,
+        store
+            .find_unrevoked_chain_cards(
+                CardsQuery { app_id: &a, identities: &both, max_bytes: one, from: ReadFrom::Primary },
+                8
+            )
+            .await,
         Err(StorageError::TooLarge { .. })
     ));
 }
@@ -559,6 +642,84 @@ async fn events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep(backend: 
     assert_eq!(bodies[2]["actor"], "admin:root");
 }
 
+/// Runs one statement on the test database with a connection of its own.
+async fn raw(db: &TestDb, backend: Backend, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match backend {
+        Backend::Postgres => {
+            sqlx::query(sql).execute(&sqlx::PgPool::connect(&db.url).await.unwrap()).await.unwrap();
+        }
+        Backend::Sqlite => {
+            sqlx::query(sql).execute(&sqlx::SqlitePool::connect(&db.url).await.unwrap()).await.unwrap();
+        }
+    }
+}
+
+/// Rows an older version wrote have no digest: the next migrate computes exactly the digest a
+/// write would have kept, and leaves rows that have one alone.
+async fn migrate_completes_digests_that_older_versions_did_not_write(backend: Backend) {
+    let (db, store) = store(Kind::Sql(backend)).await;
+    let db = db.unwrap();
+    app(store.as_ref(), "a").await;
+    publish_root(store.as_ref(), "a", &card_id(1), "alice", false).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(2), "alice", false).await.unwrap();
+    publish_root(store.as_ref(), "a", &card_id(3), "bob", false).await.unwrap();
+    assert!(revoke(store.as_ref(), "a", &card_id(3), "bob", "x").await);
+    let ids = [who("alice"), who("bob")];
+    let mut written = store.identity_states(&app_id("a"), &ids).await.unwrap();
+    written.sort_by(|x, y| x.0.cmp(&y.0));
+    raw(&db, backend, "UPDATE identity_versions SET digest = NULL").await;
+    let cleared = store.identity_states(&app_id("a"), &ids).await.unwrap();
+    assert!(cleared.iter().all(|(_, state)| state.digest.is_none()), "{cleared:?}");
+    store.migrate().await.unwrap();
+    let mut completed = store.identity_states(&app_id("a"), &ids).await.unwrap();
+    completed.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(completed, written);
+    assert_eq!(completed[0].1.digest, Some(active_digest([&card_id(1), &card_id(2)])));
+}
+
+/// A database gets an epoch once: migrating again keeps it, renewing changes it for good.
+async fn the_epoch_is_kept_by_migrations_and_changed_by_renewal(backend: Backend) {
+    let (_db, store) = store(Kind::Sql(backend)).await;
+    let first = store.epoch().await.unwrap();
+    assert_eq!(first.len(), 32, "{first}");
+    store.migrate().await.unwrap();
+    assert_eq!(store.epoch().await.unwrap(), first);
+    let renewed = store.renew_epoch().await.unwrap();
+    assert_ne!(renewed, first);
+    store.migrate().await.unwrap();
+    assert_eq!(store.epoch().await.unwrap(), renewed);
+}
+
+/// Configured for a pooler, a connection sends no startup options and names no statement that
+/// could outlive its transaction: nothing stays prepared on the server however much it ran.
+async fn postgres_connections_for_a_pooler_prepare_nothing_and_send_no_options() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let settings = PoolSettings { behind_pooler: true, ..PoolSettings::simple(1, Duration::from_secs(5)) };
+    let sql = SqlStore::connect(&db.url, &settings).await.unwrap();
+    let pool = sql.pg_pool().unwrap().clone();
+    let store: Arc<dyn Store> = Arc::new(sql);
+    store.migrate().await.unwrap();
+    app(store.as_ref(), "a").await;
+    for n in 1..=3 {
+        publish_root(store.as_ref(), "a", &card_id(n), &format!("user{n}"), true).await.unwrap();
+        store
+            .lookup_active(CardsQuery {
+                app_id: &app_id("a"),
+                identities: &[who("user1")],
+                max_bytes: 1 << 20,
+                from: ReadFrom::Primary,
+            })
+            .await
+            .unwrap();
+    }
+    let prepared: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM pg_prepared_statements").persistent(false).fetch_one(&pool).await.unwrap();
+    assert_eq!(prepared.0, 0, "a named statement would collide on a pooler's shared connections");
+    let mode: (String,) = sqlx::query_as("SHOW plan_cache_mode").persistent(false).fetch_one(&pool).await.unwrap();
+    assert_eq!(mode.0, "auto", "no startup option was sent");
+}
+
 /// Cardinal's connections use generic plans (so no statement is re-planned on every execution,
 /// whatever its first executions were), and options given in the URL still apply.
 async fn postgres_connections_use_generic_plans_and_keep_url_options() {
@@ -579,7 +740,7 @@ async fn postgres_connections_use_generic_plans_and_keep_url_options() {
 }
 
 async fn an_unreachable_postgres_is_unavailable_not_an_error() {
-    let settings = PoolSettings { max_connections: 2, min_connections: 0, acquire_timeout: Duration::from_millis(500) };
+    let settings = PoolSettings::simple(2, Duration::from_millis(500));
     let store = connect("postgres://postgres@127.0.0.1:1/nothing", &settings).await.unwrap();
     let started = std::time::Instant::now();
     assert!(matches!(store.ping().await, Err(StorageError::Unavailable(_))));
@@ -597,6 +758,11 @@ async fn postgres_plans_generically() {
     postgres_connections_use_generic_plans_and_keep_url_options().await;
 }
 
+#[tokio::test]
+async fn postgres_behind_a_pooler_prepares_nothing() {
+    postgres_connections_for_a_pooler_prepare_nothing_and_send_no_options().await;
+}
+
 on_every_store!(
     migrations_apply_once_and_are_idempotent,
     apps_and_keys_round_trip_and_conflict_by_name,
@@ -605,6 +771,7 @@ on_every_store!(
     live_non_exclusive_chains_are_capped,
     rotation_moves_the_head_once_and_never_into_a_revoked_chain,
     every_change_bumps_the_identity_version,
+    every_change_keeps_the_digest_of_the_active_cards,
     a_lookup_reads_the_counters_and_the_active_cards_together,
     reads_refuse_answers_over_their_byte_budget,
     events_are_gap_free_hash_chained_and_paged,
@@ -613,4 +780,6 @@ on_every_store!(
 on_both_backends!(
     two_stores_sharing_a_database_keep_one_gap_free_log,
     events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep,
+    migrate_completes_digests_that_older_versions_did_not_write,
+    the_epoch_is_kept_by_migrations_and_changed_by_renewal,
 );

@@ -91,15 +91,37 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// Readiness check timeout, in milliseconds.
     pub readiness_timeout_ms: u64,
+    /// Whether `url` goes through a transaction-mode pooler (PgBouncer): then no statement
+    /// outlives its transaction and no startup option is sent.
+    pub behind_pooler: bool,
+    /// A direct URL for the change listener (LISTEN does not work through a transaction-mode
+    /// pooler); empty: `url`.
+    pub listen_url: SecretString,
+    /// Read replicas for lookups and searches (PostgreSQL streaming replicas).
+    pub replica_urls: Vec<SecretString>,
+    /// Most a replica may lag before reads go to the primary, in milliseconds.
+    pub replica_max_lag_ms: u64,
 }
 
 impl DatabaseSettings {
+    /// The URL itself, for the code that connects (never for a log line).
+    pub fn exposed_url(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.url.expose_secret()
+    }
+
     /// The pool part.
     pub fn pool(&self) -> PoolSettings {
+        use secrecy::ExposeSecret;
+        let listen_url = self.listen_url.expose_secret().trim();
         PoolSettings {
             max_connections: self.max_connections.max(1),
             min_connections: self.min_connections,
             acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            behind_pooler: self.behind_pooler,
+            listen_url: (!listen_url.is_empty()).then(|| listen_url.to_owned()),
+            replica_urls: self.replica_urls.iter().map(|url| url.expose_secret().to_owned()).collect(),
+            replica_max_lag: Duration::from_millis(self.replica_max_lag_ms),
         }
     }
 }
@@ -151,8 +173,11 @@ pub struct AuthSettings {
 /// `[cache]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct CacheSettings {
-    /// Identity change counters kept in memory for revalidations (PostgreSQL only); 0: none.
+    /// Identity states kept in memory for revalidations (PostgreSQL only); 0: none.
     pub identity_versions: u64,
+    /// How long memory is trusted past the newest probe the listener heard back, in
+    /// milliseconds: the bound on a stale answer when notifications silently stop.
+    pub identity_versions_trust_ms: u64,
 }
 
 /// `[limits]`

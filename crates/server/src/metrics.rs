@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::storage::Operations;
 
@@ -49,7 +49,8 @@ impl Metrics {
     /// Registers every metric, and a collector of `store`'s pool state.
     pub fn new(store: Arc<dyn Operations>) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
-        registry.register(Box::new(PoolCollector::new(store)?))?;
+        registry.register(Box::new(PoolCollector::new(store.clone())?))?;
+        registry.register(Box::new(ReplicaCollector::new(store)?))?;
         Ok(Metrics {
             cards_published: counter(&registry, "cards_published_total", "Cards published (roots and rotations)")?,
             cards_rotated: counter(
@@ -136,5 +137,69 @@ impl Collector for PoolCollector {
         self.in_use.set(i64::from(stats.size).saturating_sub(stats.idle as i64));
         self.max.set(i64::from(stats.max));
         [&self.open, &self.idle, &self.in_use, &self.max].iter().flat_map(|g| g.collect()).collect()
+    }
+}
+
+/// The read replicas' freshness and use, read when scraped.
+struct ReplicaCollector {
+    store: Arc<dyn Operations>,
+    staleness: GaugeVec,
+    max_lag: Gauge,
+    reads: IntCounterVec,
+    fallbacks: IntCounterVec,
+    descs: Vec<Desc>,
+}
+
+impl ReplicaCollector {
+    fn new(store: Arc<dyn Operations>) -> prometheus::Result<Self> {
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace("cardinal");
+        let staleness = GaugeVec::new(
+            opts(
+                "replica_staleness_seconds",
+                "How far behind the primary a read replica is known to be at most (+Inf while unknown)",
+            ),
+            &["replica"],
+        )?;
+        let max_lag =
+            Gauge::with_opts(opts("replica_max_lag_seconds", "Staleness past which a replica answers no read"))?;
+        let reads = IntCounterVec::new(opts("replica_reads_total", "Reads answered by a read replica"), &["replica"])?;
+        let fallbacks = IntCounterVec::new(
+            opts("replica_fallbacks_total", "Reads a replica could have answered that went to the primary"),
+            &["reason"],
+        )?;
+        let descs = [staleness.desc(), max_lag.desc(), reads.desc(), fallbacks.desc()]
+            .into_iter()
+            .flat_map(|descs| descs.into_iter().cloned())
+            .collect();
+        Ok(ReplicaCollector { store, staleness, max_lag, reads, fallbacks, descs })
+    }
+}
+
+impl Collector for ReplicaCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let stats = self.store.replica_stats();
+        if stats.replicas.is_empty() {
+            return Vec::new();
+        }
+        // Counters mirrored from the store's own: set, not added to.
+        self.reads.reset();
+        self.fallbacks.reset();
+        for (index, replica) in stats.replicas.iter().enumerate() {
+            let name = index.to_string();
+            let staleness = replica.staleness.map_or(f64::INFINITY, |staleness| staleness.as_secs_f64());
+            self.staleness.with_label_values(&[&name]).set(staleness);
+            self.reads.with_label_values(&[&name]).inc_by(replica.reads);
+        }
+        self.max_lag.set(stats.max_lag.as_secs_f64());
+        self.fallbacks.with_label_values(&["stale"]).inc_by(stats.stale_fallbacks);
+        self.fallbacks.with_label_values(&["unreachable"]).inc_by(stats.error_fallbacks);
+        [self.staleness.collect(), self.max_lag.collect(), self.reads.collect(), self.fallbacks.collect()]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }

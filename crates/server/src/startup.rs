@@ -16,6 +16,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
+use crate::backup::ServingLock;
 use crate::clock::{self, Clock};
 use crate::config::{CorsSettings, Settings};
 use crate::directory::{Directory, Rules, VersionCache};
@@ -37,9 +38,12 @@ pub struct Application {
     metrics_server: Option<Server>,
     metrics_port: Option<u16>,
     housekeeping: tokio::task::JoinHandle<()>,
-    /// Listens for changes to keep the version cache coherent, when there is one.
-    watcher: Option<tokio::task::JoinHandle<()>>,
+    /// Listens for changes to keep the version cache coherent, when there is one, and measures
+    /// the read replicas' freshness, when there are some.
+    watchers: Vec<tokio::task::JoinHandle<()>>,
     store: Arc<dyn Store>,
+    /// Keeps a restore from replacing the SQLite file while this server uses it.
+    serving: Option<ServingLock>,
 }
 
 /// Opens the configured store and applies pending migrations.
@@ -59,6 +63,7 @@ impl Application {
 
     /// The same, telling time by `clock` (tests move it instead of sleeping).
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let serving = ServingLock::shared(settings.database.url.expose_secret())?;
         let store = open_store(&settings).await?;
         let service_key = manage::load_service_key(&settings.service)?;
         manage::bootstrap(store.as_ref(), clock.as_ref(), &settings).await?;
@@ -67,7 +72,9 @@ impl Application {
         sweep_queue(store.as_ref()).await;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
-        Self::serve(settings, store, service_key, listener, clock)
+        let mut app = Self::serve(settings, store, service_key, listener, clock)?;
+        app.serving = serving;
+        Ok(app)
     }
 
     fn serve(
@@ -93,13 +100,18 @@ impl Application {
             max_token_bytes: settings.limits.token_max_bytes,
         };
         let mut directory = Directory::new(store.clone(), service_key, rules, clock.clone());
-        let mut watcher = None;
+        let mut watchers = Vec::new();
         if settings.cache.identity_versions > 0 && store.backend() == Backend::Postgres {
-            let cache = Arc::new(VersionCache::new(settings.cache.identity_versions));
+            let trust = Duration::from_millis(settings.cache.identity_versions_trust_ms.max(1));
+            let cache = Arc::new(VersionCache::new(settings.cache.identity_versions, trust));
             directory = directory.with_version_cache(cache.clone());
             let feed = store.clone();
-            watcher = Some(tokio::spawn(async move { feed.watch_changes(&|heard| cache.hear(heard)).await }));
+            watchers.push(tokio::spawn(async move {
+                feed.watch_changes(cache.probe_every(), &|heard| cache.hear(heard)).await;
+            }));
         }
+        let tracked = store.clone();
+        watchers.push(tokio::spawn(async move { tracked.track_replicas().await }));
         let directory = web::Data::new(directory);
         let authenticator = web::Data::new(Authenticator::new(
             store.clone(),
@@ -225,7 +237,16 @@ impl Application {
             }
         });
         tracing::info!(port, backend = ?store.backend(), "listening");
-        Ok(Application { port, server: server.run(), metrics_server, metrics_port, housekeeping, watcher, store })
+        Ok(Application {
+            port,
+            server: server.run(),
+            metrics_server,
+            metrics_port,
+            housekeeping,
+            watchers,
+            store,
+            serving: None,
+        })
     }
 
     /// The port actually bound (useful with port 0).
@@ -256,7 +277,7 @@ impl Application {
             let _ = task.await;
         }
         self.housekeeping.abort();
-        if let Some(watcher) = self.watcher {
+        for watcher in self.watchers {
             watcher.abort();
         }
         self.store.close().await;

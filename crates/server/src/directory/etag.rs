@@ -8,21 +8,33 @@ use sha2::{Digest, Sha256};
 
 use super::Card;
 use crate::domain::{AppId, Identity};
+use crate::storage::IdentityState;
 
-/// The strong ETag of a lookup of `identities` (sorted, distinct) given their counters.
+/// The strong ETag of a lookup of `identities` (sorted, distinct) given their states.
 ///
-/// Every identity is hashed length-prefixed with its counter (0 if it never changed), so two
-/// different batches, or one batch before and after any change, never share a tag. The app is
-/// hashed too, so a tag cannot be replayed across apps.
-pub fn lookup_etag(app_id: &AppId, identities: &[Identity], versions: &[(Identity, i64)]) -> String {
-    let versions = by_identity(versions);
+/// Every identity is hashed length-prefixed with its state (an identity without one never had a
+/// card), so two different batches, or one batch before and after any change, never share a
+/// tag. The state's digest of the active cards makes a tag describe the content itself: after a
+/// restore brought counters back to values clients hold, different content still gets a
+/// different tag, and unchanged content still the same. The app is hashed too, so a tag cannot
+/// be replayed across apps.
+pub fn lookup_etag(app_id: &AppId, identities: &[Identity], states: &[(Identity, IdentityState)]) -> String {
+    let states = by_identity(states);
     let mut hasher = Sha256::new();
     hash_part(&mut hasher, app_id.as_str());
     for identity in identities {
+        let state = states.get(identity).copied().unwrap_or(IdentityState::NEVER);
         hash_part(&mut hasher, identity.as_str());
-        hasher.update(versions.get(identity).copied().unwrap_or(0).to_be_bytes());
+        hasher.update(state.version.to_be_bytes());
+        match state.digest {
+            Some(digest) => {
+                hasher.update([1]);
+                hasher.update(digest);
+            }
+            None => hasher.update([0]),
+        }
     }
-    format!("\"l1-{}\"", hex::encode(&hasher.finalize()[..16]))
+    format!("\"l2-{}\"", hex::encode(&hasher.finalize()[..16]))
 }
 
 /// The strong ETag of one card's representation: it changes when its status does.
@@ -46,9 +58,9 @@ fn hash_part(hasher: &mut Sha256, part: &str) {
     hasher.update(part.as_bytes());
 }
 
-/// Counters by identity; an identity that is absent never changed (its counter is 0).
-pub(super) fn by_identity(versions: &[(Identity, i64)]) -> HashMap<&Identity, i64> {
-    versions.iter().map(|(identity, version)| (identity, *version)).collect()
+/// States by identity; an identity that is absent never had a card.
+pub(super) fn by_identity(states: &[(Identity, IdentityState)]) -> HashMap<&Identity, IdentityState> {
+    states.iter().map(|(identity, state)| (identity, *state)).collect()
 }
 
 /// The tags of a request's `If-None-Match` headers.
@@ -88,17 +100,20 @@ impl IfNoneMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::CardId;
+    use crate::storage::active_digest;
 
     fn ids(list: &[&str]) -> Vec<Identity> {
         list.iter().map(|s| Identity::parse(s).unwrap()).collect()
     }
 
-    fn v(identity: &str, version: i64) -> (Identity, i64) {
-        (Identity::parse(identity).unwrap(), version)
+    fn v(identity: &str, version: i64) -> (Identity, IdentityState) {
+        let id: CardId = format!("{version:064x}").parse().unwrap();
+        (Identity::parse(identity).unwrap(), IdentityState { version, digest: Some(active_digest([&id])) })
     }
 
     #[test]
-    fn the_tag_changes_with_any_counter_and_with_the_batch() {
+    fn the_tag_changes_with_any_state_and_with_the_batch() {
         let app = AppId::parse("app").unwrap();
         let batch = ids(&["alice", "bob"]);
         let base = lookup_etag(&app, &batch, &[v("alice", 1)]);
@@ -112,7 +127,26 @@ mod tests {
             lookup_etag(&app, &ids(&["a", "bc"]), &[]),
             "identities are length-prefixed"
         );
-        assert!(base.starts_with("\"l1-") && base.ends_with('"'));
+        assert!(base.starts_with("\"l2-") && base.ends_with('"'));
+    }
+
+    #[test]
+    fn the_same_counter_over_other_cards_is_another_tag() {
+        // What a restore does: the counter climbs back to a value a client holds, over a card
+        // that did not exist when the client's tag was made.
+        let app = AppId::parse("app").unwrap();
+        let batch = ids(&["alice"]);
+        let (alice, before) = v("alice", 3);
+        let after = IdentityState { version: 3, ..v("alice", 4).1 };
+        assert_ne!(
+            lookup_etag(&app, &batch, &[(alice.clone(), before)]),
+            lookup_etag(&app, &batch, &[(alice.clone(), after)])
+        );
+        let unknown = IdentityState { version: 3, digest: None };
+        assert_ne!(
+            lookup_etag(&app, &batch, &[(alice.clone(), before)]),
+            lookup_etag(&app, &batch, &[(alice, unknown)])
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use cardinal_card::CardId;
 use super::etag::{IfNoneMatch, card_etag, lookup_etag};
 use super::{Card, Directory, DirectoryError};
 use crate::domain::{Caller, Identity, KeyRole};
-use crate::storage::{CardRecord, CardsQuery};
+use crate::storage::{CardRecord, CardsQuery, IdentityState, ReadFrom};
 
 /// How the identities of a lookup are counted against the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub enum Lookup<T> {
     NotModified {
         /// The current tag.
         etag: String,
-        /// Whether the change counters all came from memory (no database round trip).
+        /// Whether the identities' states all came from memory (no database round trip).
         counters_from_memory: bool,
     },
     /// The current answer and its tag.
@@ -72,52 +72,58 @@ impl Directory {
     }
 
     /// The active cards of each identity, unless the client's `If-None-Match` holds the current
-    /// tag: that is decided from the identities' change counters alone (from memory when they
-    /// are there), without reading a card. A full answer reads counters and cards in one
-    /// statement, so its tag describes exactly what it holds.
+    /// tag: that is decided from the identities' states alone (from memory when they are
+    /// there), without reading a card. A full answer reads states and cards in one statement,
+    /// so its tag describes exactly what it holds.
     pub async fn lookup(
         &self,
         caller: &Caller,
         identities: &[Identity],
         condition: &IfNoneMatch,
     ) -> Result<Lookup<CardsByIdentity>, DirectoryError> {
-        if condition.is_present() {
+        // A client that revalidates may hold a tag newer than a lagging replica's answer (it saw a
+        // revocation there first): its answer comes from the primary, or it would go back in
+        // time. Only a first lookup may come from a replica.
+        let from = if condition.is_present() {
             let (etag, counters_from_memory) = self.current_lookup_tag(caller, identities).await?;
             if condition.matches(&etag) {
                 return Ok(Lookup::NotModified { etag, counters_from_memory });
             }
-        }
-        // The counters read here are not remembered: a full answer would pay for 50 cache
+            ReadFrom::Primary
+        } else {
+            ReadFrom::FreshReplica
+        };
+        // The states read here are not remembered: a full answer would pay for 50 cache
         // inserts it does not need, and a client's next revalidation remembers them anyway.
-        let read = self.cards.lookup_active(self.query(caller, identities)).await?;
-        let etag = lookup_etag(&caller.app_id, identities, &read.versions);
+        let read = self.cards.lookup_active(self.query(caller, identities, from)).await?;
+        let etag = lookup_etag(&caller.app_id, identities, &read.states);
         Ok(Lookup::Found { etag, value: group_by_identity(identities, read.cards) })
     }
 
-    /// The ETag a lookup has now, and whether every counter came from memory.
+    /// The ETag a lookup has now, and whether every state came from memory.
     async fn current_lookup_tag(
         &self,
         caller: &Caller,
         identities: &[Identity],
     ) -> Result<(String, bool), DirectoryError> {
-        let tag = |versions: &[(Identity, i64)]| lookup_etag(&caller.app_id, identities, versions);
+        let tag = |states: &[(Identity, IdentityState)]| lookup_etag(&caller.app_id, identities, states);
         let Some(cache) = &self.versions else {
-            let versions = self.cards.identity_versions(&caller.app_id, identities).await?;
-            return Ok((tag(&versions), false));
+            let states = self.cards.identity_states(&caller.app_id, identities).await?;
+            return Ok((tag(&states), false));
         };
-        if let Some(versions) = cache.get_all(&caller.app_id, identities) {
-            return Ok((tag(&versions), true));
+        if let Some(states) = cache.get_all(&caller.app_id, identities) {
+            return Ok((tag(&states), true));
         }
         let generation = cache.generation();
-        let versions = self.cards.identity_versions(&caller.app_id, identities).await?;
-        cache.remember(generation, &caller.app_id, identities, &versions);
-        Ok((tag(&versions), false))
+        let states = self.cards.identity_states(&caller.app_id, identities).await?;
+        cache.remember(generation, &caller.app_id, identities, &states);
+        Ok((tag(&states), false))
     }
 
     /// The active cards of each identity, newest first; every identity is a key. For batches
     /// sent in a body, which have no conditional form.
     pub async fn search(&self, caller: &Caller, identities: &[Identity]) -> Result<CardsByIdentity, DirectoryError> {
-        let records = self.cards.find_active_cards(self.query(caller, identities)).await?;
+        let records = self.cards.find_active_cards(self.query(caller, identities, ReadFrom::FreshReplica)).await?;
         Ok(group_by_identity(identities, records))
     }
 
@@ -129,14 +135,14 @@ impl Directory {
         caller: &Caller,
         identities: &[Identity],
     ) -> Result<Vec<Card>, DirectoryError> {
-        let query = self.query(caller, identities);
+        let query = self.query(caller, identities, ReadFrom::FreshReplica);
         let records = self.cards.find_unrevoked_chain_cards(query, self.rules.search_cards_per_chain).await?;
         Ok(records.into_iter().map(|record| Card { record }).collect())
     }
 
     /// A read of these identities' cards in the caller's app, within the answer's byte bound.
-    fn query<'a>(&self, caller: &'a Caller, identities: &'a [Identity]) -> CardsQuery<'a> {
-        CardsQuery { app_id: &caller.app_id, identities, max_bytes: self.rules.answer_bytes }
+    fn query<'a>(&self, caller: &'a Caller, identities: &'a [Identity], from: ReadFrom) -> CardsQuery<'a> {
+        CardsQuery { app_id: &caller.app_id, identities, max_bytes: self.rules.answer_bytes, from }
     }
 
     /// One card of the caller's app, whatever its status.

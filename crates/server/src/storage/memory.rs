@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use super::{
     ActiveLookup, ApiKeyRecord, ApiKeyStore, AppRecord, AppStore, Backend, CardRecord, CardStore, CardsQuery,
-    EventDraft, EventLog, EventRow, EventsQuery, GENESIS, Heard, MigrationError, NewCard, Operations, Placement,
-    PoolStats, Revocation, StorageError, constraint, seal,
+    EventDraft, EventLog, EventRow, EventsQuery, GENESIS, Heard, IdentityState, MigrationError, NewCard, Operations,
+    Placement, PoolStats, Revocation, StorageError, active_digest, constraint, seal,
 };
 use crate::domain::{AppId, CardId, Identity};
 
@@ -40,7 +40,8 @@ struct State {
     chains: HashMap<(AppId, CardId), Chain>,
     /// Every card, with its chain's revocation left empty (read from `chains`).
     cards: HashMap<(AppId, CardId), CardRecord>,
-    versions: HashMap<(AppId, Identity), i64>,
+    states: HashMap<(AppId, Identity), IdentityState>,
+    epoch: String,
 }
 
 impl State {
@@ -65,8 +66,18 @@ impl State {
         Ok(())
     }
 
-    fn bump(&mut self, app_id: &AppId, identity: &Identity) {
-        *self.versions.entry((app_id.clone(), identity.clone())).or_insert(0) += 1;
+    /// Bumps the identity's counter and recomputes the digest of its active cards.
+    fn record_change(&mut self, app_id: &AppId, identity: &Identity) {
+        let active = self.cards.iter().filter(|((app, _), card)| {
+            app == app_id
+                && card.identity == *identity
+                && card.superseded_by.is_none()
+                && self.chain_of(app_id, card).is_some_and(|chain| chain.revoked_at.is_none())
+        });
+        let digest = active_digest(active.map(|(_, card)| &card.id));
+        let state = self.states.entry((app_id.clone(), identity.clone())).or_insert(IdentityState::NEVER);
+        state.version += 1;
+        state.digest = Some(digest);
     }
 
     /// A card as the SQL store returns it: with its chain's revocation.
@@ -264,7 +275,7 @@ impl CardStore for MemoryStore {
             revoked_by: None,
         };
         state.cards.insert((card.app_id.clone(), card.id.clone()), record);
-        state.bump(&card.app_id, &card.identity);
+        state.record_change(&card.app_id, &card.identity);
         state.log(&card.app_id, log)
     }
 
@@ -291,27 +302,27 @@ impl CardStore for MemoryStore {
         })
     }
 
-    async fn identity_versions(
+    async fn identity_states(
         &self,
         app_id: &AppId,
         identities: &[Identity],
-    ) -> Result<Vec<(Identity, i64)>, StorageError> {
+    ) -> Result<Vec<(Identity, IdentityState)>, StorageError> {
         let state = self.state();
         let wanted: BTreeSet<&Identity> = identities.iter().collect();
         Ok(wanted
             .into_iter()
             .filter_map(|identity| {
-                state.versions.get(&(app_id.clone(), identity.clone())).map(|version| (identity.clone(), *version))
+                state.states.get(&(app_id.clone(), identity.clone())).map(|found| (identity.clone(), *found))
             })
             .collect())
     }
 
     async fn lookup_active(&self, query: CardsQuery<'_>) -> Result<ActiveLookup, StorageError> {
-        let versions = self.identity_versions(query.app_id, query.identities).await?;
+        let states = self.identity_states(query.app_id, query.identities).await?;
         let cards = self.find_active_cards(query).await?;
         // Active cards without their chain's revocation, as the SQL store's one statement reads
         // them (an active card's chain is unrevoked).
-        Ok(ActiveLookup { versions, cards })
+        Ok(ActiveLookup { states, cards })
     }
 
     async fn revoke_chain(&self, revocation: &Revocation, event: EventDraft) -> Result<bool, StorageError> {
@@ -326,7 +337,7 @@ impl CardStore for MemoryStore {
         chain.revoked_at = Some(revocation.at);
         chain.revocation_reason.clone_from(&revocation.reason);
         chain.revoked_by = Some(revocation.by.clone());
-        state.bump(app_id, identity);
+        state.record_change(app_id, identity);
         state.log(app_id, std::slice::from_ref(&event))?;
         Ok(true)
     }
@@ -375,5 +386,23 @@ impl Operations for MemoryStore {
 
     async fn close(&self) {}
 
-    async fn watch_changes(&self, _heard: &(dyn Fn(Heard) + Send + Sync)) {}
+    async fn back_up_into(&self, _path: &std::path::Path) -> Result<(), StorageError> {
+        Err(StorageError::Other("a memory store has nothing to back up".into()))
+    }
+
+    async fn epoch(&self) -> Result<String, StorageError> {
+        let mut state = self.state();
+        if state.epoch.is_empty() {
+            state.epoch = uuid::Uuid::new_v4().simple().to_string();
+        }
+        Ok(state.epoch.clone())
+    }
+
+    async fn renew_epoch(&self) -> Result<String, StorageError> {
+        let mut state = self.state();
+        state.epoch = uuid::Uuid::new_v4().simple().to_string();
+        Ok(state.epoch.clone())
+    }
+
+    async fn watch_changes(&self, _probe_every: std::time::Duration, _heard: &(dyn Fn(Heard) + Send + Sync)) {}
 }

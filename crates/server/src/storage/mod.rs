@@ -11,6 +11,7 @@
 mod changes;
 mod error;
 mod events;
+mod identity_state;
 pub mod memory;
 mod records;
 pub mod sql;
@@ -19,12 +20,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use changes::{CHANGES_CHANNEL, Heard, change_payloads, parse_change_payload};
+pub use changes::{
+    CHANGES_CHANNEL, Heard, Notification, change_payloads, parse_change_payload, parse_notification, probe_payload,
+};
 pub use error::{StorageError, constraint};
 pub use events::{EventDraft, GENESIS, SealedEvent, seal};
+pub use identity_state::{ActiveDigest, IdentityState, active_digest, digest_text, parse_digest};
 pub use records::{
     ActiveLookup, ApiKeyRecord, AppRecord, CardRecord, CardsQuery, EventRow, EventsQuery, NewCard, Placement,
-    PoolSettings, PoolStats, Revocation,
+    PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation,
 };
 pub use sql::MigrationError;
 
@@ -115,14 +119,18 @@ pub trait CardStore: Send + Sync + 'static {
         per_chain: i64,
     ) -> Result<Vec<CardRecord>, StorageError>;
 
-    /// The change counters of these identities; identities never changed are absent.
-    async fn identity_versions(&self, app_id: &AppId, ids: &[Identity]) -> Result<Vec<(Identity, i64)>, StorageError>;
+    /// The states of these identities; identities that never had a card are absent.
+    async fn identity_states(
+        &self,
+        app_id: &AppId,
+        ids: &[Identity],
+    ) -> Result<Vec<(Identity, IdentityState)>, StorageError>;
 
-    /// The change counters of the identities and the newest card of each of their unrevoked
-    /// chains (as `find_active_cards`), read together, from one snapshot.
+    /// The states of the identities and the newest card of each of their unrevoked chains (as
+    /// `find_active_cards`), read together, from one snapshot.
     async fn lookup_active(&self, query: CardsQuery<'_>) -> Result<ActiveLookup, StorageError>;
 
-    /// Revokes a chain, bumping its identity's counter; `Ok(false)` if it already was.
+    /// Revokes a chain, changing its identity's state; `Ok(false)` if it already was.
     async fn revoke_chain(&self, revocation: &Revocation, event: EventDraft) -> Result<bool, StorageError>;
 }
 
@@ -149,16 +157,38 @@ pub trait Operations: Send + Sync + 'static {
     /// The connection pool's state, for metrics.
     fn pool_stats(&self) -> PoolStats;
 
-    /// Applies pending migrations.
+    /// What is known of the read replicas (none: empty).
+    fn replica_stats(&self) -> ReplicasStats {
+        ReplicasStats::default()
+    }
+
+    /// Measures the read replicas' freshness, which decides whether they may answer; runs until
+    /// the task is dropped. Without replicas, returns at once.
+    async fn track_replicas(&self) {}
+
+    /// Applies pending migrations, and completes what they leave to the service: the digests of
+    /// identities written before digests existed, and a new database's epoch.
     async fn migrate(&self) -> Result<(), MigrationError>;
+
+    /// Writes a consistent copy of the database, as of one instant, into `path` (which must not
+    /// exist or be empty), while it keeps serving. SQLite only: PostgreSQL is copied with its
+    /// own tools (`pg_dump`, `pg_basebackup`).
+    async fn back_up_into(&self, path: &std::path::Path) -> Result<(), StorageError>;
+
+    /// The database's epoch: a random name given at creation and renewed by every restore.
+    async fn epoch(&self) -> Result<String, StorageError>;
+
+    /// Gives the database a new epoch (after a restore) and returns it.
+    async fn renew_epoch(&self) -> Result<String, StorageError>;
 
     /// Closes the pool.
     async fn close(&self);
 
     /// Listens for the identities that sequencing rounds log, in this process and in others
-    /// sharing the database, and tells `heard`; runs until the task is dropped. Stores that
-    /// cannot listen (SQLite, memory) return at once without ever saying `Listening`.
-    async fn watch_changes(&self, heard: &(dyn Fn(Heard) + Send + Sync));
+    /// sharing the database, and tells `heard`; probes the channel every `probe_every` and says
+    /// `Confirmed` for each probe heard back. Runs until the task is dropped. Stores that cannot
+    /// listen (SQLite, memory) return at once without ever saying `Listening`.
+    async fn watch_changes(&self, probe_every: std::time::Duration, heard: &(dyn Fn(Heard) + Send + Sync));
 }
 
 /// Everything one database provides.

@@ -147,6 +147,19 @@ pub struct CardsQuery<'a> {
     pub identities: &'a [Identity],
     /// The byte budget.
     pub max_bytes: usize,
+    /// Which copy of the database may answer.
+    pub from: ReadFrom,
+}
+
+/// Which copy of the database may answer a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The primary: what every write has committed.
+    Primary,
+    /// A read replica known to lag the primary by less than the configured bound, else the
+    /// primary. Never for an answer that must be at least as new as something the client saw
+    /// (a revalidation's full answer).
+    FreshReplica,
 }
 
 /// A page of an app's event log: events after `after`, at most `limit`, and no more than fit in
@@ -167,8 +180,8 @@ pub struct EventsQuery<'a> {
 /// identity order, and the active cards, ordered as `find_active_cards` orders them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActiveLookup {
-    /// (identity, version); identities never changed are absent.
-    pub versions: Vec<(Identity, i64)>,
+    /// The identities' states; identities that never had a card are absent.
+    pub states: Vec<(Identity, super::IdentityState)>,
     /// The active cards.
     pub cards: Vec<CardRecord>,
 }
@@ -197,6 +210,28 @@ pub struct PoolStats {
     pub max: u32,
 }
 
+/// What is known of one read replica, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStats {
+    /// How far behind the primary it is known to be at most; `None` while nothing is known.
+    pub staleness: Option<std::time::Duration>,
+    /// Reads it answered.
+    pub reads: u64,
+}
+
+/// The read replicas, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicasStats {
+    /// Each replica, in the configured order.
+    pub replicas: Vec<ReplicaStats>,
+    /// The bound past which a replica does not answer.
+    pub max_lag: std::time::Duration,
+    /// Reads that could use a replica but went to the primary: none was fresh enough.
+    pub stale_fallbacks: u64,
+    /// Reads that went to the primary because the fresh replica could not be reached.
+    pub error_fallbacks: u64,
+}
+
 /// Connection settings common to both backends.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -206,4 +241,28 @@ pub struct PoolSettings {
     pub min_connections: u32,
     /// How long a request waits for a connection before the service answers 503.
     pub acquire_timeout: std::time::Duration,
+    /// The URL goes through a transaction-mode pooler: statements are unnamed, no startup
+    /// options are sent.
+    pub behind_pooler: bool,
+    /// A direct URL for LISTEN, when the main one goes through a pooler.
+    pub listen_url: Option<String>,
+    /// Read replicas.
+    pub replica_urls: Vec<String>,
+    /// Most a replica may lag before its reads go to the primary.
+    pub replica_max_lag: std::time::Duration,
+}
+
+impl PoolSettings {
+    /// A pool of `max_connections` with the defaults for the rest (tools and tests).
+    pub fn simple(max_connections: u32, acquire_timeout: std::time::Duration) -> Self {
+        PoolSettings {
+            max_connections,
+            min_connections: 0,
+            acquire_timeout,
+            behind_pooler: false,
+            listen_url: None,
+            replica_urls: Vec::new(),
+            replica_max_lag: std::time::Duration::from_secs(1),
+        }
+    }
 }

@@ -6,8 +6,8 @@ use super::SqlStore;
 use super::db::{Arg, Flow, Row, Session};
 use crate::domain::{AppId, CardId, Identity};
 use crate::storage::{
-    ActiveLookup, CardRecord, CardStore, CardsQuery, EventDraft, NewCard, Placement, Revocation, StorageError,
-    constraint,
+    ActiveDigest, ActiveLookup, CardRecord, CardStore, CardsQuery, EventDraft, IdentityState, NewCard, Placement,
+    Revocation, StorageError, active_digest, constraint, digest_text, parse_digest,
 };
 
 /// A card and its chain's revocation, then the given clauses.
@@ -77,17 +77,90 @@ async fn cards_within(
     Ok(cards)
 }
 
-/// Bumps the identity's change counter. Its row is also the identity's lock: a writer that holds
-/// it sees every other writer's committed chains (each statement reads a new snapshot).
-async fn bump_version(session: &mut Session<'_>, app_id: &AppId, identity: &Identity) -> Result<(), StorageError> {
+/// Changes the identity's state: bumps its counter, then recomputes the digest of its active
+/// cards. The counter's row is also the identity's lock: a writer that holds it sees every other
+/// writer's committed chains (each statement reads a new snapshot), so the last writer to commit
+/// leaves the digest of everything committed.
+async fn record_change(session: &mut Session<'_>, app_id: &AppId, identity: &Identity) -> Result<(), StorageError> {
     session
         .execute(
             "INSERT INTO identity_versions (app_id, identity, version) VALUES ($1, $2, 1) \
              ON CONFLICT (app_id, identity) DO UPDATE SET version = identity_versions.version + 1",
             &[app_id.into(), identity.into()],
         )
+        .await?;
+    let digest = active_digest_of(session, app_id, identity).await?;
+    session
+        .execute(
+            "UPDATE identity_versions SET digest = $3 WHERE app_id = $1 AND identity = $2",
+            &[app_id.into(), identity.into(), digest_text(&digest).as_str().into()],
+        )
         .await
         .map(|_| ())
+}
+
+/// The digest of the identity's active cards as this session sees them.
+pub(super) async fn active_digest_of(
+    session: &mut Session<'_>,
+    app_id: &AppId,
+    identity: &Identity,
+) -> Result<ActiveDigest, StorageError> {
+    let ids = session
+        .fetch_all(
+            "SELECT c.id FROM cards c JOIN chains ch ON ch.app_id = c.app_id AND ch.id = c.chain_id \
+             WHERE c.app_id = $1 AND c.identity = $2 AND c.superseded_by IS NULL AND ch.revoked_at IS NULL",
+            &[app_id.into(), identity.into()],
+        )
+        .await?
+        .iter()
+        .map(|row| row.parse("id", str::parse::<CardId>))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(active_digest(&ids))
+}
+
+impl SqlStore {
+    /// Computes the digests that rows written before they existed lack (at most once per row,
+    /// safely beside other instances doing the same), and says how many.
+    pub(super) async fn complete_digests(&self) -> Result<usize, StorageError> {
+        let mut completed = 0;
+        loop {
+            let mut tx = self.db.begin_write().await?;
+            let mut session = tx.session();
+            let rows = session
+                .fetch_all(
+                    "SELECT app_id, identity FROM identity_versions WHERE digest IS NULL LIMIT 500 FOR UPDATE",
+                    &[],
+                )
+                .await?;
+            if rows.is_empty() {
+                return Ok(completed);
+            }
+            for row in &rows {
+                let app_id = row.parse("app_id", AppId::parse)?;
+                let identity = row.parse("identity", Identity::parse)?;
+                let digest = active_digest_of(&mut session, &app_id, &identity).await?;
+                session
+                    .execute(
+                        "UPDATE identity_versions SET digest = $3 WHERE app_id = $1 AND identity = $2",
+                        &[(&app_id).into(), (&identity).into(), digest_text(&digest).as_str().into()],
+                    )
+                    .await?;
+            }
+            completed += rows.len();
+            tx.commit().await?;
+            tracing::info!(completed, "identity digests computed");
+        }
+    }
+}
+
+/// An identity's state as stored.
+fn state_from_row(row: &Row) -> Result<IdentityState, StorageError> {
+    let digest: Option<String> = row.get("digest")?;
+    let digest = match digest {
+        Some(text) => Some(parse_digest(&text).ok_or_else(|| StorageError::Corrupt(format!("digest {text:?}")))?),
+        None => None,
+    };
+    Ok(IdentityState { version: row.get("version")?, digest })
 }
 
 /// Places the card's chain: a new one for a root, the head moved (compare-and-set) for a
@@ -181,7 +254,7 @@ impl CardStore for SqlStore {
                 return Err(StorageError::conflict(constraint::CHAIN_HEAD_MOVED));
             }
         }
-        bump_version(&mut session, &card.app_id, &card.identity).await?;
+        record_change(&mut session, &card.app_id, &card.identity).await?;
         check_live_chains(&mut session, card, placement).await?;
         self.finish_write(tx, &card.app_id, log).await
     }
@@ -194,7 +267,7 @@ impl CardStore for SqlStore {
 
     #[tracing::instrument(skip_all)]
     async fn find_active_cards(&self, query: CardsQuery<'_>) -> Result<Vec<CardRecord>, StorageError> {
-        let mut conn = self.db.read().await?;
+        let mut conn = self.reader(query.from).await?;
         let sql = select_cards!(
             "WHERE c.app_id = $1 AND c.identity = ANY($2) AND c.superseded_by IS NULL AND ch.revoked_at IS NULL",
             " ORDER BY c.identity, c.created_at DESC, c.published_at DESC, c.id"
@@ -208,7 +281,7 @@ impl CardStore for SqlStore {
         query: CardsQuery<'_>,
         per_chain: i64,
     ) -> Result<Vec<CardRecord>, StorageError> {
-        let mut conn = self.db.read().await?;
+        let mut conn = self.reader(query.from).await?;
         // The chain's head is its newest card: keep the `per_chain` cards up to it.
         let sql = select_cards!(
             "JOIN cards head ON head.app_id = ch.app_id AND head.id = ch.head_card_id \
@@ -221,22 +294,26 @@ impl CardStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn identity_versions(&self, app_id: &AppId, ids: &[Identity]) -> Result<Vec<(Identity, i64)>, StorageError> {
-        let sql = "SELECT identity, version FROM identity_versions WHERE app_id = $1 AND identity = ANY($2)";
+    async fn identity_states(
+        &self,
+        app_id: &AppId,
+        ids: &[Identity],
+    ) -> Result<Vec<(Identity, IdentityState)>, StorageError> {
+        let sql = "SELECT identity, version, digest FROM identity_versions WHERE app_id = $1 AND identity = ANY($2)";
         self.read_all(sql, &[app_id.into(), ids.into()], |row| {
-            Ok((row.parse("identity", Identity::parse)?, row.get("version")?))
+            Ok((row.parse("identity", Identity::parse)?, state_from_row(row)?))
         })
         .await
     }
 
     #[tracing::instrument(skip_all)]
     async fn lookup_active(&self, query: CardsQuery<'_>) -> Result<ActiveLookup, StorageError> {
-        let mut conn = self.db.read().await?;
+        let mut conn = self.reader(query.from).await?;
         let mut found = ActiveLookup::default();
         let mut budget = Budget::new(query.max_bytes);
-        // One statement, so the versions (the ETag) and the cards come from one snapshot. An
-        // identity without a version row has never had a card.
-        let sql = "SELECT v.identity, v.version, c.id, c.chain_id, c.previous_card_id, c.created_at, c.published_at, \
+        // One statement, so the states (the ETag) and the cards come from one snapshot. An
+        // identity without a state row has never had a card.
+        let sql = "SELECT v.identity, v.version, v.digest, c.id, c.chain_id, c.previous_card_id, c.created_at, c.published_at, \
                    c.public_key, c.raw, c.chain_index, ch.revoked_at \
                    FROM identity_versions v \
                    LEFT JOIN cards c ON c.app_id = v.app_id AND c.identity = v.identity AND c.superseded_by IS NULL \
@@ -246,8 +323,8 @@ impl CardStore for SqlStore {
         conn.session()
             .for_each(sql, &[query.app_id.into(), query.identities.into()], |row| {
                 let identity = row.parse("identity", Identity::parse)?;
-                if found.versions.last().is_none_or(|(last, _)| *last != identity) {
-                    found.versions.push((identity.clone(), row.get("version")?));
+                if found.states.last().is_none_or(|(last, _)| *last != identity) {
+                    found.states.push((identity.clone(), state_from_row(&row)?));
                 }
                 // The head of a revoked chain is not active. (Filtering it in the join would need
                 // a nested join, which SQLite plans as a scan of every card.)
@@ -296,7 +373,7 @@ impl CardStore for SqlStore {
             .await?
             == 1;
         if changed {
-            bump_version(&mut session, &revocation.app_id, &revocation.identity).await?;
+            record_change(&mut session, &revocation.app_id, &revocation.identity).await?;
         }
         let events = if changed { std::slice::from_ref(&event) } else { &[] };
         self.finish_write(tx, &revocation.app_id, events).await?;

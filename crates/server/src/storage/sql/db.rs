@@ -154,8 +154,18 @@ where
     query
 }
 
-fn pg_query<'q>(sql: impl sqlx::SqlSafeStr, args: &[Arg<'_>]) -> DbQuery<'q, Postgres> {
-    bind(sqlx::query(sql), args, |query, list| match list {
+/// Whether PostgreSQL statements are prepared once per connection and kept (the default), or sent
+/// unnamed each time: behind a transaction-mode pooler, server connections are shared, and a
+/// named statement of one client collides with another's (`sqlx_s_1 already exists`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statements {
+    Prepared,
+    Unnamed,
+}
+
+fn pg_query<'q>(sql: impl sqlx::SqlSafeStr, args: &[Arg<'_>], statements: Statements) -> DbQuery<'q, Postgres> {
+    let query = sqlx::query(sql).persistent(statements == Statements::Prepared);
+    bind(query, args, |query, list| match list {
         List::Identities(identities) => query.bind(identities.iter().map(Identity::as_str).collect::<Vec<&str>>()),
         List::Ints(ints) => query.bind(ints),
     })
@@ -229,14 +239,14 @@ pub(super) enum Flow {
 
 /// Statements on one connection: pooled for a read, or inside a write's transaction.
 pub(super) enum Session<'c> {
-    Postgres(&'c mut PgConnection),
+    Postgres(&'c mut PgConnection, Statements),
     Sqlite(&'c mut SqliteConnection),
 }
 
 impl Session<'_> {
     fn dialect(&self) -> Dialect {
         match self {
-            Session::Postgres(_) => Dialect::Postgres,
+            Session::Postgres(..) => Dialect::Postgres,
             Session::Sqlite(_) => Dialect::Sqlite,
         }
     }
@@ -266,7 +276,9 @@ impl Session<'_> {
     async fn execute_text(&mut self, sql: impl sqlx::SqlSafeStr, args: &[Arg<'_>]) -> Result<u64, StorageError> {
         let dialect = self.dialect();
         let done = match self {
-            Session::Postgres(conn) => pg_query(sql, args).execute(&mut **conn).await.map(|r| r.rows_affected()),
+            Session::Postgres(conn, statements) => {
+                pg_query(sql, args, *statements).execute(&mut **conn).await.map(|r| r.rows_affected())
+            }
             Session::Sqlite(conn) => sqlite_query(sql, args).execute(&mut **conn).await.map(|r| r.rows_affected()),
         };
         done.map_err(|e| dialect.translate(e))
@@ -283,7 +295,9 @@ impl Session<'_> {
         let dialect = self.dialect();
         let sql = dialect.render(sql);
         let mut rows: BoxStream<'_, Result<Row, sqlx::Error>> = match self {
-            Session::Postgres(conn) => pg_query(sql, args).fetch(&mut **conn).map_ok(Row::Postgres).boxed(),
+            Session::Postgres(conn, statements) => {
+                pg_query(sql, args, *statements).fetch(&mut **conn).map_ok(Row::Postgres).boxed()
+            }
             Session::Sqlite(conn) => sqlite_query(sql, args).fetch(&mut **conn).map_ok(Row::Sqlite).boxed(),
         };
         while let Some(row) = rows.try_next().await.map_err(|e| dialect.translate(e))? {
@@ -318,7 +332,7 @@ impl Session<'_> {
 
     /// Tells every listening process, at commit (PostgreSQL's NOTIFY; SQLite has no listeners).
     pub async fn notify(&mut self, channel: &str, payload: &str) -> Result<(), StorageError> {
-        if let Session::Postgres(_) = self {
+        if let Session::Postgres(..) = self {
             self.execute("SELECT pg_notify($1, $2)", &[channel.into(), payload.into()]).await?;
         }
         Ok(())
@@ -328,13 +342,28 @@ impl Session<'_> {
 /// A pooled connection, for reads.
 pub(super) enum Conn {
     Postgres(PoolConnection<Postgres>),
+    /// Behind a transaction-mode pooler, a read is one (read-only) transaction: sqlx sends each
+    /// statement in two exchanges (parse, then bind and execute, each ending in a Sync), and a
+    /// pooler gives a client between transactions any server connection, where the unnamed
+    /// statement is another client's (an error when the parameter counts differ, someone else's
+    /// rows when they agree). Dropping it rolls back when the pool takes the connection back.
+    PostgresPooled(sqlx::Transaction<'static, Postgres>),
     Sqlite(PoolConnection<Sqlite>),
 }
 
 impl Conn {
+    /// A connection of `pool` for reads, as `statements` need it.
+    pub async fn postgres(pool: &PgPool, statements: Statements) -> Result<Conn, sqlx::Error> {
+        match statements {
+            Statements::Prepared => pool.acquire().await.map(Conn::Postgres),
+            Statements::Unnamed => pool.begin_with("BEGIN READ ONLY").await.map(Conn::PostgresPooled),
+        }
+    }
+
     pub fn session(&mut self) -> Session<'_> {
         match self {
-            Conn::Postgres(conn) => Session::Postgres(conn),
+            Conn::Postgres(conn) => Session::Postgres(conn, Statements::Prepared),
+            Conn::PostgresPooled(tx) => Session::Postgres(tx, Statements::Unnamed),
             Conn::Sqlite(conn) => Session::Sqlite(conn),
         }
     }
@@ -342,21 +371,21 @@ impl Conn {
 
 /// A write's transaction.
 pub(super) enum Tx {
-    Postgres(sqlx::Transaction<'static, Postgres>),
+    Postgres(sqlx::Transaction<'static, Postgres>, Statements),
     Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
 
 impl Tx {
     pub fn session(&mut self) -> Session<'_> {
         match self {
-            Tx::Postgres(tx) => Session::Postgres(tx),
+            Tx::Postgres(tx, statements) => Session::Postgres(tx, *statements),
             Tx::Sqlite(tx) => Session::Sqlite(tx),
         }
     }
 
     pub async fn commit(self) -> Result<(), StorageError> {
         match self {
-            Tx::Postgres(tx) => tx.commit().await.map_err(|e| Dialect::Postgres.translate(e)),
+            Tx::Postgres(tx, _) => tx.commit().await.map_err(|e| Dialect::Postgres.translate(e)),
             Tx::Sqlite(tx) => tx.commit().await.map_err(|e| Dialect::Sqlite.translate(e)),
         }
     }
@@ -365,21 +394,21 @@ impl Tx {
 /// The connection pool.
 #[derive(Debug, Clone)]
 pub(super) enum Db {
-    Postgres(PgPool),
+    Postgres(PgPool, Statements),
     Sqlite(SqlitePool),
 }
 
 impl Db {
     pub fn backend(&self) -> Backend {
         match self {
-            Db::Postgres(_) => Backend::Postgres,
+            Db::Postgres(..) => Backend::Postgres,
             Db::Sqlite(_) => Backend::Sqlite,
         }
     }
 
     fn dialect(&self) -> Dialect {
         match self {
-            Db::Postgres(_) => Dialect::Postgres,
+            Db::Postgres(..) => Dialect::Postgres,
             Db::Sqlite(_) => Dialect::Sqlite,
         }
     }
@@ -387,7 +416,7 @@ impl Db {
     /// A connection for reads.
     pub async fn read(&self) -> Result<Conn, StorageError> {
         let conn = match self {
-            Db::Postgres(pool) => pool.acquire().await.map(Conn::Postgres),
+            Db::Postgres(pool, statements) => Conn::postgres(pool, *statements).await,
             Db::Sqlite(pool) => pool.acquire().await.map(Conn::Sqlite),
         };
         conn.map_err(|e| self.dialect().translate(e))
@@ -397,7 +426,7 @@ impl Db {
     /// transaction that reads before it writes cannot fail to upgrade.
     pub async fn begin_write(&self) -> Result<Tx, StorageError> {
         let tx = match self {
-            Db::Postgres(pool) => pool.begin().await.map(Tx::Postgres),
+            Db::Postgres(pool, statements) => pool.begin().await.map(|tx| Tx::Postgres(tx, *statements)),
             Db::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
         };
         tx.map_err(|e| self.dialect().translate(e))
@@ -408,21 +437,21 @@ impl Db {
             PoolStats { size: pool.size(), idle: pool.num_idle(), max: pool.options().get_max_connections() }
         }
         match self {
-            Db::Postgres(pool) => of(pool),
+            Db::Postgres(pool, _) => of(pool),
             Db::Sqlite(pool) => of(pool),
         }
     }
 
     pub async fn close(&self) {
         match self {
-            Db::Postgres(pool) => pool.close().await,
+            Db::Postgres(pool, _) => pool.close().await,
             Db::Sqlite(pool) => pool.close().await,
         }
     }
 
     pub fn is_closed(&self) -> bool {
         match self {
-            Db::Postgres(pool) => pool.is_closed(),
+            Db::Postgres(pool, _) => pool.is_closed(),
             Db::Sqlite(pool) => pool.is_closed(),
         }
     }

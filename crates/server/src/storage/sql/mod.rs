@@ -13,15 +13,17 @@ mod events;
 mod migrate;
 mod ops;
 mod postgres;
+mod replicas;
 mod sequencer;
 mod sqlite;
 
 use crate::domain::AppId;
-use crate::storage::{Backend, EventDraft, PoolSettings, StorageError};
-use db::{Arg, Db, Row, Tx};
+use crate::storage::{Backend, EventDraft, PoolSettings, ReadFrom, StorageError};
+use db::{Arg, Conn, Db, Row, Tx};
 
 pub use migrate::MigrationError;
 pub use sequencer::{QUEUE_SWEEP, sweep_queue};
+pub use sqlite::database_file as sqlite_file;
 
 /// What the store returns.
 type Stored<T> = Result<T, StorageError>;
@@ -33,9 +35,12 @@ type Reader<T> = fn(&Row) -> Stored<T>;
 #[derive(Debug)]
 pub struct SqlStore {
     db: Db,
-    /// PostgreSQL only: a pool of one connection of its own for LISTEN, so that listening never
-    /// takes a connection from requests.
+    /// PostgreSQL only: a pool of one connection of its own for LISTEN (direct, even when the
+    /// main pool goes through a pooler), so that listening never takes a connection from
+    /// requests.
     listener: Option<sqlx::PgPool>,
+    /// PostgreSQL only: read replicas for lookups and searches (none unless configured).
+    replicas: Option<replicas::Replicas>,
     gates: sequencer::Gates,
 }
 
@@ -43,23 +48,41 @@ impl SqlStore {
     /// Opens the database that `url` names: PostgreSQL connects lazily (so the service starts,
     /// and reports not ready, while the database is down); SQLite creates its file.
     pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, StorageError> {
-        let (db, listener) = match Backend::of_url(url) {
+        let (db, listener, replicas) = match Backend::of_url(url) {
             Some(Backend::Postgres) => {
-                let (pool, listener) = postgres::connect(url, settings)?;
-                (Db::Postgres(pool), Some(listener))
+                let pool = postgres::pool(postgres::options(url, settings)?, settings);
+                let replicas = replicas::Replicas::connect(settings)?;
+                (
+                    Db::Postgres(pool, postgres::statements(settings)),
+                    Some(postgres::listener_pool(url, settings)?),
+                    (!replicas.is_empty()).then_some(replicas),
+                )
             }
-            Some(Backend::Sqlite) => (Db::Sqlite(sqlite::connect(url, settings).await?), None),
+            Some(Backend::Sqlite) if !settings.replica_urls.is_empty() => {
+                return Err(StorageError::Other("read replicas need PostgreSQL".into()));
+            }
+            Some(Backend::Sqlite) => (Db::Sqlite(sqlite::connect(url, settings).await?), None, None),
             _ => return Err(StorageError::Other("database url must start with postgres:// or sqlite:".into())),
         };
-        Ok(SqlStore { db, listener, gates: sequencer::Gates::default() })
+        Ok(SqlStore { db, listener, replicas, gates: sequencer::Gates::default() })
     }
 
     /// The PostgreSQL pool, for tests and tools that need raw SQL.
     pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
         match &self.db {
-            Db::Postgres(pool) => Some(pool),
+            Db::Postgres(pool, _) => Some(pool),
             Db::Sqlite(_) => None,
         }
+    }
+
+    /// A connection for a read that `from` allows a fresh replica to answer.
+    async fn reader(&self, from: ReadFrom) -> Stored<Conn> {
+        if let (ReadFrom::FreshReplica, Some(replicas)) = (from, &self.replicas)
+            && let Some(conn) = replicas.acquire().await
+        {
+            return Ok(conn);
+        }
+        self.db.read().await
     }
 
     /// The first row of a read, if any, as `read` makes it.

@@ -8,6 +8,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::storage::{PoolSettings, StorageError};
 
+/// The file a `sqlite:` URL names.
+pub fn database_file(url: &str) -> Result<std::path::PathBuf, StorageError> {
+    let options = SqliteConnectOptions::from_str(url).map_err(|e| StorageError::Other(e.to_string()))?;
+    Ok(options.get_filename().to_path_buf())
+}
+
 /// Opens (creating if needed) the database file and its directory. WAL lets readers run beside
 /// the one writer; `synchronous = FULL` makes every acknowledged commit survive a power cut, not
 /// only a crash.
