@@ -46,6 +46,7 @@ pub struct TestApp {
     pub clock: Arc<ShiftedClock>,
     settings: Settings,
     handle: actix_web::dev::ServerHandle,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 pub struct Options {
@@ -93,7 +94,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     let app_kid = admin.add_key(APP, KeyRole::App, &app_key.public_key(), None, "test").await.unwrap().kid;
     let admin_key = SigningKey::generate();
     let admin_kid = admin.add_key(APP, KeyRole::Admin, &admin_key.public_key(), None, "test").await.unwrap().kid;
-    let (address, handle) = start(settings.clone(), clock.clone()).await;
+    let (address, handle, running) = start_running(settings.clone(), clock.clone()).await;
     TestApp {
         backend,
         address,
@@ -107,15 +108,24 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         clock,
         settings,
         handle,
+        running: Some(running),
     }
 }
 
 async fn start(settings: Settings, clock: Arc<ShiftedClock>) -> (String, actix_web::dev::ServerHandle) {
+    let (address, handle, _running) = start_running(settings, clock).await;
+    (address, handle)
+}
+
+/// Starts a server; the task ends once it stopped and closed its pool.
+async fn start_running(
+    settings: Settings,
+    clock: Arc<ShiftedClock>,
+) -> (String, actix_web::dev::ServerHandle, tokio::task::JoinHandle<std::io::Result<()>>) {
     let app = Application::build_with_clock(settings, clock).await.expect("application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    (address, handle)
+    (address, handle, tokio::spawn(app.run_until_stopped()))
 }
 
 pub fn now() -> i64 {
@@ -260,13 +270,44 @@ impl TestApp {
         start(self.settings.clone(), self.clock.clone()).await
     }
 
+    /// Another server over the same service key, with its settings changed by `change`.
+    pub async fn instance_with(&self, change: impl FnOnce(&mut Settings)) -> (String, actix_web::dev::ServerHandle) {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        start(settings, self.clock.clone()).await
+    }
+
     /// Stops the server and starts it again over the same database and service key.
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    /// Stops the server; when this returns its pool is closed.
+    pub async fn stop(&mut self) {
         self.handle.stop(true).await;
-        let (address, handle) = start(self.settings.clone(), self.clock.clone()).await;
+        if let Some(running) = self.running.take() {
+            running.await.expect("the server task").expect("the server stopped cleanly");
+        }
+    }
+
+    /// Starts the server again (after [`Self::stop`]).
+    pub async fn start(&mut self) {
+        let (address, handle, running) = start_running(self.settings.clone(), self.clock.clone()).await;
         self.address = address;
         self.handle = handle;
+        self.running = Some(running);
     }
+}
+
+/// The sum of a metric's samples whose line starts with `series` (a name, or a name and the
+/// start of its labels), as the server at `address` exports them.
+pub async fn metric(client: &reqwest::Client, address: &str, series: &str) -> f64 {
+    let text = client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(series) && !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
+        .sum()
 }
 
 /// Asserts a problem+json answer with this status and code; returns the body.

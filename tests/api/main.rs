@@ -9,6 +9,7 @@ mod caching;
 mod compose;
 mod concurrency;
 mod durability;
+mod fleet;
 mod helpers;
 mod hostile;
 mod lifecycle;

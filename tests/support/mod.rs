@@ -105,6 +105,30 @@ pub struct PgCluster {
     bin: std::path::PathBuf,
 }
 
+/// The installed PostgreSQL's server binaries (`initdb`, `pg_ctl`, `pg_dump`…).
+pub fn pg_bin() -> std::path::PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's server binaries are installed under /usr/lib/postgresql")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .max()
+        .expect("initdb is installed")
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A new directory the postgres user owns (PostgreSQL and PgBouncer refuse to run as root).
+pub fn postgres_dir(kind: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cardinal-{kind}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(std::process::Command::new("chown").arg("postgres").arg(&dir).status().unwrap().success());
+    dir
+}
+
 impl PgCluster {
     fn as_postgres(&self, program: &str, args: &[&str]) -> std::process::Output {
         let mut command = std::process::Command::new("runuser");
@@ -114,18 +138,7 @@ impl PgCluster {
 
     /// Creates and starts a cluster.
     pub fn start_new() -> PgCluster {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL's server binaries are installed under /usr/lib/postgresql")
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("bin"))
-            .filter(|p| p.join("initdb").exists())
-            .max()
-            .expect("initdb is installed");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("cardinal-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert!(std::process::Command::new("chown").arg("postgres").arg(&dir).status().unwrap().success());
-        let cluster = PgCluster { dir, port, bin };
+        let cluster = PgCluster { dir: postgres_dir("pg"), port: free_port(), bin: pg_bin() };
         let data = cluster.dir.join("data");
         let out = cluster
             .as_postgres("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"]);
@@ -134,8 +147,42 @@ impl PgCluster {
         cluster
     }
 
+    /// A streaming replica of `primary` on a port of its own (`pg_basebackup -R`), started.
+    pub fn replica_of(primary: &PgCluster) -> PgCluster {
+        let replica = PgCluster { dir: postgres_dir("pg-replica"), port: free_port(), bin: pg_bin() };
+        let data = replica.dir.join("data");
+        let port = primary.port.to_string();
+        let out = replica.as_postgres(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "-c",
+                "fast",
+            ],
+        );
+        assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
+        replica.start();
+        replica
+    }
+
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
+    }
+
+    /// The URL of one of its databases.
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
     pub fn start(&self) {
@@ -176,3 +223,5 @@ impl TestDb {
         }
     }
 }
+
+pub mod fleet;

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use cardinal_card::SigningKey;
 use secrecy::ExposeSecret;
 
-use crate::apps::AppAdmin;
+use crate::apps::{AppAdmin, AppsError};
 use crate::clock::Clock;
 use crate::config::{ServiceSettings, Settings};
 use crate::domain::KeyRole;
@@ -67,7 +67,16 @@ pub async fn bootstrap(store: &dyn Store, clock: &dyn Clock, settings: &Settings
     }
     let app_id = &settings.bootstrap.app_id;
     let admin = AppAdmin::new(store, clock);
-    admin.create_app(app_id, settings.apps.cards_per_identity, "bootstrap").await?;
+    match admin.create_app(app_id, settings.apps.cards_per_identity, "bootstrap").await {
+        Ok(_) => {}
+        // Instances that start together on a new database all find it empty; one creates the
+        // app, and the others leave the first start to it.
+        Err(AppsError::AppExists(_)) => {
+            tracing::info!(app = %app_id, "another instance bootstrapped this database");
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    }
     let key = SigningKey::generate();
     write_private_key(&settings.bootstrap.key_file, &key)?;
     let record = admin.add_key(app_id, KeyRole::App, &key.public_key(), None, "bootstrap").await?;
