@@ -15,7 +15,7 @@ use cardinal_server::domain::{AppId, CardsPerIdentity, KeyRole};
 use cardinal_server::startup::{Application, open_store};
 use cardinal_server::storage::Backend;
 use cardinal_server::{manage, telemetry};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 // A lookup allocates many short-lived strings across worker threads; glibc's allocator spent a
 // fifth of the CPU of a batch lookup in malloc/free (see BENCHMARKS.md), mimalloc far less.
@@ -23,10 +23,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Cardinal: a self-hosted public-key directory (cards service).
+/// The version, with the commit it was built from (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CARDINAL_GIT_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
-    version,
-    about,
+    name = "cardinal",
+    version = VERSION,
+    about = "Cardinal: a self-hosted public-key directory (cards service)",
     long_about = None,
     after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 not authenticated or not allowed, 4 not found, 5 conflict, 6 verification failed, 7 server unreachable or unavailable."
 )]
@@ -48,6 +52,22 @@ enum Command {
     Migrate,
     /// Print the effective configuration, secrets masked.
     PrintConfig,
+    /// Check a deployment: configuration, key files and their permissions, the database, its
+    /// migrations, clock skew against it, the change listener; says what to fix. Exits 1 when
+    /// a check fails.
+    ///
+    /// Example: CARDINAL_CONFIG=/etc/cardinal/production.toml cardinal doctor
+    Doctor,
+    /// Print a shell completion script.
+    ///
+    /// Example: cardinal completions bash > /etc/bash_completion.d/cardinal
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff). Example: cardinal man | man -l -
+    Man,
     /// Write a consistent copy of the SQLite database while it serves, and verify it.
     ///
     /// PostgreSQL is backed up with pg_dump (README, "Backups and restores").
@@ -79,10 +99,10 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Mint a token with an API private key.
+    /// Mint a token with an API private key, or inspect one (`cardinal token inspect`).
     ///
     /// Example: cardinal token --key cardinal-data/default-app-key.pem --kid KID --app default --identity alice
-    Token(TokenArgs),
+    Token(TokenCommand),
     #[command(flatten)]
     Client(cardinal_cli::ClientCommand),
 }
@@ -139,25 +159,57 @@ enum KeyCommand {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct TokenCommand {
+    #[command(subcommand)]
+    action: Option<TokenAction>,
+    #[command(flatten)]
+    mint: TokenArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Decode a token without trusting it and say what is wrong with it; with --url (and an
+    /// admin token of its app in --token), ask the server whether it would accept it and why
+    /// not. Exits 0 when it would be accepted, 3 when not.
+    ///
+    /// Example: cardinal token inspect "$TOKEN" --url https://cards.example.org --token "$ADMIN_TOKEN"
+    Inspect {
+        /// The token: a bare JWT, or `Bearer …` / `Virgil …` as sent. (Not named `token`: that
+        /// is the global --token, the admin's own.)
+        #[arg(value_name = "TOKEN")]
+        inspected: String,
+    },
+}
+
+// Optional only so that `token inspect` needs none of them; clap still requires them for minting.
+#[derive(Debug, clap::Args)]
 struct TokenArgs {
     /// The API private key (PKCS#8 PEM or base64 DER).
-    #[arg(long)]
-    key: PathBuf,
+    #[arg(long, required = true)]
+    key: Option<PathBuf>,
     /// Its key id.
-    #[arg(long)]
-    kid: String,
+    #[arg(long, required = true)]
+    kid: Option<String>,
     /// The app id.
-    #[arg(long)]
-    app: String,
+    #[arg(long, required = true)]
+    app: Option<String>,
     /// The identity (or, for an admin key, the admin's name).
-    #[arg(long)]
-    identity: String,
+    #[arg(long, required = true)]
+    identity: Option<String>,
     /// Lifetime, e.g. 1h, 30m, 3600s.
     #[arg(long, default_value = "1h")]
     ttl: humantime::Duration,
     /// Bearer (EdDSA JWT) or Virgil (VEDS512 JWT, for Virgil SDKs).
     #[arg(long, value_enum, default_value = "bearer")]
     scheme: Scheme,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -188,9 +240,41 @@ impl From<Role> for KeyRole {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     if let Command::Client(command) = cli.command {
         return cardinal_cli::run(command, cli.connection);
+    }
+    if let Command::Token(TokenCommand { action: Some(TokenAction::Inspect { inspected }), .. }) = &cli.command {
+        let url_given = matches!(
+            matches.value_source("url"),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        return cardinal_cli::inspect_token(inspected, url_given, &cli.connection);
+    }
+    if let Command::Completions { shell } = cli.command {
+        let shell = match shell {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+        };
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "cardinal", &mut script);
+        return print_bytes(&script);
+    }
+    if let Command::Man = cli.command {
+        let mut page = Vec::new();
+        if let Err(error) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+        return print_bytes(&page);
+    }
+    if let Command::Doctor = cli.command {
+        return doctor(cli.config.as_deref(), cli.connection.json);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,7 +286,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Token(args) = &cli.command {
+    if let Command::Token(TokenCommand { mint: args, .. }) = &cli.command {
         println!("{}", mint(args)?);
         return Ok(());
     }
@@ -212,6 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     telemetry::init(&settings.log);
+    let json = cli.connection.json;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve => actix_web::rt::System::new().block_on(async move {
@@ -219,13 +304,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await?;
             Ok(())
         }),
-        Command::Backup { out } => runtime.block_on(backup(&settings, &out)),
+        Command::Backup { out } => runtime.block_on(backup(&settings, &out, json)),
         Command::Restore { from } => runtime.block_on(async {
             let url = settings.database.exposed_url();
             if Backend::of_url(url) != Some(Backend::Sqlite) {
                 bail!("cardinal restore replaces an SQLite file; restore PostgreSQL with pg_restore, then run `cardinal epoch --renew` (README, \"Backups and restores\")");
             }
-            let (census, replaced) = cardinal_server::backup::restore(url, &from).await?;
+            let spinner = progress(&format!("checking and restoring {}", from.display()), json);
+            let restored = cardinal_server::backup::restore(url, &from).await;
+            if let Some(spinner) = spinner {
+                spinner.finish_and_clear();
+            }
+            let (census, replaced) = restored?;
             println!(
                 "restored {} ({} apps, {} events, every chain verified); new epoch {}",
                 from.display(),
@@ -238,11 +328,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        command => runtime.block_on(admin(command, settings)),
+        command => runtime.block_on(admin(command, settings, json)),
     }
 }
 
-async fn backup(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()> {
+async fn backup(settings: &Settings, out: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let url = settings.database.exposed_url();
     match Backend::of_url(url) {
         Some(Backend::Sqlite) => {}
@@ -256,7 +346,11 @@ async fn backup(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()
     }
     let _serving = ServingLock::shared(url)?;
     let store = cardinal_server::storage::connect(url, &settings.database.pool()).await?;
+    let spinner = progress(&format!("backing up to {}", out.display()), json);
     let census = cardinal_server::backup::back_up(store.as_ref(), out).await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
     store.close().await;
     let census = census?;
     println!(
@@ -269,9 +363,14 @@ async fn backup(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()
     Ok(())
 }
 
-async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn admin(command: Command, settings: Settings, json: bool) -> anyhow::Result<()> {
     let _serving = ServingLock::shared(settings.database.exposed_url())?;
-    let store = open_store(&settings).await?;
+    let spinner = progress("opening the database and applying migrations", json);
+    let store = open_store(&settings).await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let store = store?;
     let store = store.as_ref();
     let clock = clock::system();
     let apps = AppAdmin::new(store, clock.as_ref());
@@ -340,6 +439,9 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Serve
         | Command::PrintConfig
+        | Command::Doctor
+        | Command::Completions { .. }
+        | Command::Man
         | Command::Token(_)
         | Command::Client(_)
         | Command::Backup { .. }
@@ -349,21 +451,85 @@ async fn admin(command: Command, settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Unix seconds as UTC RFC 3339, for tables.
 fn timestamp(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
-        .map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .map_or_else(|| secs.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// `cardinal doctor`: one line per check, and what to do; exit 1 when any check fails.
+fn doctor(config: Option<&std::path::Path>, json: bool) -> ExitCode {
+    use cardinal_server::doctor::{Finding, Verdict};
+    let findings = match Settings::load(config) {
+        Err(error) => vec![Finding {
+            check: "configuration",
+            verdict: Verdict::Fail,
+            detail: format!("{error:#}"),
+            fix: Some("fix the file named by --config / CARDINAL_CONFIG, or the CARDINAL_* variables".into()),
+        }],
+        Ok(settings) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(cardinal_server::doctor::examine(&settings)),
+            Err(error) => {
+                eprintln!("error: cannot start: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    for finding in &findings {
+        if json {
+            println!("{}", serde_json::to_string(finding).unwrap_or_default());
+            continue;
+        }
+        let verdict = match finding.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        };
+        println!("{verdict}  {:<15} {}", finding.check, finding.detail);
+        if let Some(fix) = &finding.fix {
+            println!("      {:<15} fix: {fix}", "");
+        }
+    }
+    if findings.iter().any(|finding| finding.verdict == Verdict::Fail) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// A spinner on stderr while a long operation runs, when a person watches (a terminal, and
+/// not --json); nothing in scripts.
+fn progress(message: &str, json: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(message.to_owned());
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    Some(spinner)
 }
 
 fn mint(args: &TokenArgs) -> anyhow::Result<String> {
-    let key = manage::read_private_key(&args.key)?;
+    let (Some(key), Some(kid), Some(app), Some(identity)) = (&args.key, &args.kid, &args.app, &args.identity) else {
+        bail!("minting needs --key, --kid, --app and --identity");
+    };
+    let key = manage::read_private_key(key)?;
     let ttl: Duration = args.ttl.into();
     let iat = clock::SystemClock.unix();
     let exp = iat + i64::try_from(ttl.as_secs()).context("ttl is too long")?;
     Ok(match args.scheme {
         Scheme::Bearer => {
-            let claims = Claims { iss: args.app.clone(), sub: args.identity.clone(), iat, exp, nbf: None };
-            mint_eddsa(&key, &args.kid, &claims).context("signing the token")?
+            let claims = Claims { iss: app.clone(), sub: identity.clone(), iat, exp, nbf: None };
+            mint_eddsa(&key, kid, &claims).context("signing the token")?
         }
-        Scheme::Virgil => cardinal_card::virgil_jwt::sign(&key, &args.kid, &args.app, &args.identity, iat, exp),
+        Scheme::Virgil => cardinal_card::virgil_jwt::sign(&key, kid, app, identity, iat, exp),
     })
 }

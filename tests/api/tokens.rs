@@ -31,8 +31,9 @@ fn hs256(kid: &str, claims: &serde_json::Value, secret: &[u8]) -> String {
     format!("{input}.{}", encode_url(&mac.finalize().into_bytes()))
 }
 
-async fn bearer_tokens_are_refused_for_every_flaw(backend: Backend) {
-    let app = spawn_app(backend).await;
+/// Every flawed token this suite knows, as (case, Authorization header, the code it gets).
+/// `cardinal token inspect` must explain each the same way (tests/api/operator.rs).
+pub(crate) async fn flawed_tokens(app: &TestApp) -> Vec<(&'static str, Option<String>, &'static str)> {
     let (key, kid) = (&app.app_key, app.app_kid.as_str());
     let t = now();
     let claims = json!({"iss": APP, "sub": "alice", "iat": t, "exp": t + 600});
@@ -47,7 +48,7 @@ async fn bearer_tokens_are_refused_for_every_flaw(backend: Backend) {
         .kid;
     app.admin().revoke_key(&revoked_kid, "test").await.unwrap();
 
-    let cases: Vec<(&str, Option<String>, &str)> = vec![
+    vec![
         ("no header", None, "token_missing"),
         ("garbage", Some("Bearer not.a.token".into()), "token_invalid"),
         ("unknown scheme", Some(format!("Basic {}", app.user_token("alice"))), "token_invalid"),
@@ -119,7 +120,12 @@ async fn bearer_tokens_are_refused_for_every_flaw(backend: Backend) {
         ),
         ("virgil scheme with a bearer token", Some(format!("Virgil {}", app.user_token("alice"))), "token_invalid"),
         ("bearer scheme with a virgil token", Some(format!("Bearer {}", app.virgil_token("alice"))), "token_invalid"),
-    ];
+    ]
+}
+
+async fn bearer_tokens_are_refused_for_every_flaw(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases = flawed_tokens(&app).await;
     for (name, header, code) in cases {
         let response = lookup_with(&app, header.as_deref()).await;
         let status = response.status().as_u16();

@@ -82,6 +82,48 @@ pub struct RevokeRequest {
     pub reason: Option<String>,
 }
 
+/// Body of `POST /v1/admin/tokens/inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInspectRequest {
+    /// The token as it would be sent: `Bearer <jwt>` or `Virgil <jwt>`; a bare JWT is read as
+    /// Virgil when its header says `VEDS512`, else as Bearer.
+    pub token: String,
+}
+
+/// What the server would do with a token, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInspection {
+    /// Whether a request with this token would be authenticated now.
+    pub accepted: bool,
+    /// Accepted: the caller's app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Accepted: the identity, or the admin's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Accepted: `app` or `admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Accepted: when it expires, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Refused: the problem code a request would get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ProblemCode>,
+    /// Refused: the HTTP status a request would get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Refused: the detail a request would get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Refused: what a request is not told, when the token's key is one of the inspecting
+    /// admin's app (unknown key, revoked key, another app's key, a signature that fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Body of `GET /v1/service-key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

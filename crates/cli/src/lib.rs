@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod inspect;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -200,6 +201,20 @@ fn hint(code: ProblemCode) -> &'static str {
 
 fn fail(message: impl Into<String>) -> Failure {
     Failure { code: exit::FAILURE, message: message.into() }
+}
+
+/// `cardinal token inspect`: decodes `token` without trusting it and, with `ask_server`, asks
+/// the server at `connection.url` (with an admin token) whether it would accept it and why not.
+/// Exit 0 when it would be accepted, 3 when not.
+pub fn inspect_token(token: &str, ask_server: bool, connection: &Connection) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return report(fail(format!("cannot start: {e}"))),
+    };
+    match runtime.block_on(inspect::inspect(token, ask_server, connection)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => report(failure),
+    }
 }
 
 /// Runs a client command; prints results on stdout and one error line on stderr.

@@ -28,8 +28,33 @@ fn card_json(card: &VerifiedCard) -> serde_json::Value {
     serde_json::to_value(&card.view).expect("a card view of strings and integers always serialises")
 }
 
-fn time(secs: Option<i64>) -> String {
-    secs.map_or_else(|| "-".to_owned(), |s| s.to_string())
+/// Unix seconds as UTC RFC 3339, for people; JSON output keeps the numbers.
+pub(crate) fn time(secs: Option<i64>) -> String {
+    secs.map_or_else(
+        || "-".to_owned(),
+        |s| {
+            chrono::DateTime::from_timestamp(s, 0)
+                .map_or_else(|| s.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        },
+    )
+}
+
+/// Unix milliseconds as UTC RFC 3339 with milliseconds.
+fn time_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// A span of seconds the way people say it: `1h 5m`, `3m 20s`, `12s`.
+pub(crate) fn duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (days, hours, minutes, seconds) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
 }
 
 pub fn card(card: &VerifiedCard, json: bool) {
@@ -42,7 +67,7 @@ pub fn card(card: &VerifiedCard, json: bool) {
     println!("identity:    {}", view.identity);
     println!("status:      {}", view.status.as_str());
     println!("public key:  {}", view.public_key);
-    println!("created at:  {}", view.created_at);
+    println!("created at:  {}", time(Some(view.created_at)));
     println!("previous:    {}", view.previous_card_id.as_deref().unwrap_or("-"));
     println!("superseded:  {}", view.superseded_by.as_deref().unwrap_or("-"));
     println!("revoked at:  {}", time(view.revoked_at));
@@ -58,18 +83,18 @@ pub fn lookup(found: &BTreeMap<String, Vec<VerifiedCard>>, json: bool) {
         println!("{}", serde_json::Value::Object(map));
         return;
     }
-    println!("{:<24} {:<64} {:<10} {:<12} PUBLIC KEY", "IDENTITY", "CARD", "STATUS", "CREATED");
+    println!("{:<24} {:<64} {:<10} {:<20} PUBLIC KEY", "IDENTITY", "CARD", "STATUS", "CREATED");
     for (identity, cards) in found {
         if cards.is_empty() {
-            println!("{identity:<24} {:<64} {:<10} {:<12} -", "-", "none", "-");
+            println!("{identity:<24} {:<64} {:<10} {:<20} -", "-", "none", "-");
         }
         for card in cards {
             let view = &card.view;
             println!(
-                "{identity:<24} {:<64} {:<10} {:<12} {}",
+                "{identity:<24} {:<64} {:<10} {:<20} {}",
                 view.id,
                 view.status.as_str(),
-                view.created_at,
+                time(Some(view.created_at)),
                 view.public_key
             );
         }
@@ -84,15 +109,15 @@ pub fn events(page: &EventsPage, json: bool, header: bool) {
         return;
     }
     if header {
-        println!("{:<6} {:<14} {:<16} {:<20} {:<64} DETAIL", "SEQ", "AT (ms)", "KIND", "ACTOR", "CARD");
+        println!("{:<6} {:<24} {:<16} {:<20} {:<64} DETAIL", "SEQ", "AT", "KIND", "ACTOR", "CARD");
     }
     for view in &page.events {
         let e = &view.event;
         let detail: Vec<String> = e.detail.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
-            "{:<6} {:<14} {:<16} {:<20} {:<64} {}",
+            "{:<6} {:<24} {:<16} {:<20} {:<64} {}",
             view.seq,
-            e.at,
+            time_ms(e.at),
             e.kind.as_str(),
             e.actor,
             e.card_id.as_deref().unwrap_or("-"),

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cardinal_card::card::CardBuilder;
-use cardinal_card::wire::{CardView, EventsPage, LookupResponse, Problem, ProblemCode, ServiceKeyResponse};
+use cardinal_card::wire::{
+    CardView, EventsPage, LookupResponse, Problem, ProblemCode, ServiceKeyResponse, TokenInspectRequest,
+    TokenInspection,
+};
 use cardinal_card::{CardId, Identity, PublicKey, RawSignedModel, SigningKey};
 use futures_util::{StreamExt, stream};
 use reqwest::header::{ETAG, IF_NONE_MATCH};
@@ -458,6 +461,13 @@ impl Client {
         let body = serde_json::json!({ "reason": reason });
         let view: CardView = self.call(Method::POST, &format!("/v1/admin/cards/{id}/revoke"), Some(&body)).await?;
         self.verified(view).await
+    }
+
+    /// Whether the server would accept `token` now, and why not (admin token; the reason a
+    /// request is not told is given for the admin's own app's keys).
+    pub async fn inspect_token(&self, token: &str) -> Result<TokenInspection, ClientError> {
+        let body = TokenInspectRequest { token: token.to_owned() };
+        self.call(Method::POST, "/v1/admin/tokens/inspect", Some(&body)).await
     }
 
     /// A page of the event log (admin token).

@@ -39,7 +39,7 @@ mod retry;
 mod verify;
 
 pub use cache::LookupCacheUsage;
-pub use cardinal_card::wire::{CardStatus, EventsPage, ProblemCode};
+pub use cardinal_card::wire::{CardStatus, EventsPage, ProblemCode, TokenInspection};
 pub use cardinal_card::{CardId, PublicKey, SigningKey};
 pub use client::{Client, ClientBuilder, DEFAULT_LOOKUP_CACHE_BYTES, LookupStats, TokenCallback};
 pub use error::ClientError;

@@ -21,12 +21,15 @@ pub struct ApiError {
     pub virgil_code: Option<u32>,
     /// Seconds to wait before retrying (rate limits).
     pub retry_after: Option<u64>,
+    /// Why a refusal happened where the client is deliberately told less (which of a token's
+    /// key checks failed): for the logs and an admin's token inspection, never in a response.
+    pub withheld_reason: Option<&'static str>,
 }
 
 impl ApiError {
     /// An error with a code and a detail.
     pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
-        ApiError { code, detail: detail.into(), virgil_code: None, retry_after: None }
+        ApiError { code, detail: detail.into(), virgil_code: None, retry_after: None, withheld_reason: None }
     }
 
     /// Tells the client when to retry.

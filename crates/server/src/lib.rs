@@ -10,6 +10,7 @@ pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod files;

@@ -141,8 +141,9 @@ pub fn unverified_claims(token: &str) -> Result<Claims, ApiError> {
 pub fn verify_eddsa(token: &str, key: &ApiKeyRecord) -> Result<Claims, ApiError> {
     require_provider()?;
     // jsonwebtoken's rust_crypto backend panicked on a short key; parse with dalek first anyway.
-    let raw: &[u8; 32] = key.public_key.as_slice().try_into().map_err(|_| invalid(super::NOT_VALID))?;
-    let verifying = VerifyingKey::from_bytes(raw).map_err(|_| invalid(super::NOT_VALID))?;
+    let raw: &[u8; 32] =
+        key.public_key.as_slice().try_into().map_err(|_| super::not_valid("the API key is unusable"))?;
+    let verifying = VerifyingKey::from_bytes(raw).map_err(|_| super::not_valid("the API key is unusable"))?;
     let decoding = DecodingKey::from_ed_der(verifying.as_bytes());
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.validate_exp = false;
@@ -151,7 +152,7 @@ pub fn verify_eddsa(token: &str, key: &ApiKeyRecord) -> Result<Claims, ApiError>
     validation.required_spec_claims = HashSet::new();
     jsonwebtoken::decode::<Claims>(token, &decoding, &validation).map(|data| data.claims).map_err(|error| {
         tracing::debug!(%error, "token signature refused");
-        invalid(super::NOT_VALID)
+        super::not_valid("the signature does not verify")
     })
 }
 

@@ -39,6 +39,13 @@ pub struct CacheSettings {
     pub max_tokens: u64,
 }
 
+/// Whether a key may come from the credential cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRead {
+    Cached,
+    Fresh,
+}
+
 /// What a token's times must satisfy, and how big it may be.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenPolicy {
@@ -70,9 +77,9 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 /// about which key ids exist. The log says which at debug level.
 pub(crate) const NOT_VALID: &str = "the token is not valid for this service";
 
-fn not_valid(why: &'static str) -> ApiError {
+pub(crate) fn not_valid(why: &'static str) -> ApiError {
     tracing::debug!(why, "token refused");
-    invalid(NOT_VALID)
+    ApiError { withheld_reason: Some(why), ..invalid(NOT_VALID) }
 }
 
 impl TokenPolicy {
@@ -114,26 +121,62 @@ impl Authenticator {
         let instant = self.clock.now();
         let now = instant.timestamp();
         let Some(cache) = &self.cache else {
-            return Ok(self.verify(value, now, instant).await?.caller);
+            return Ok(self.verify(value, now, instant, KeyRead::Cached).await?.caller);
         };
         let digest = CredentialCache::token_digest(value);
         if let Some(known) = cache.token(&digest, instant) {
             self.policy.check_times(known.times, now)?;
             return Ok(known.caller);
         }
-        let verified = self.verify(value, now, instant).await?;
+        let verified = self.verify(value, now, instant, KeyRead::Cached).await?;
         cache.remember_token(digest, verified.clone());
         Ok(verified.caller)
     }
 
-    async fn verify(&self, value: &[u8], now: i64, instant: DateTime<Utc>) -> Result<VerifiedToken, ApiError> {
+    /// Verifies an `Authorization` header value as a request would, but reading its key as
+    /// stored now (an inspection must not be answered from the credential cache). On refusal,
+    /// the error's `withheld_reason` says which key check failed.
+    pub async fn inspect(&self, authorization: &[u8]) -> Result<(Caller, TokenTimes), ApiError> {
+        if authorization.len() > self.policy.max_token_bytes {
+            return Err(invalid("the Authorization header is too long"));
+        }
+        let instant = self.clock.now();
+        let verified = self.verify(authorization, instant.timestamp(), instant, KeyRead::Fresh).await?;
+        Ok((verified.caller, verified.times))
+    }
+
+    /// The app a key id belongs to, read as stored now.
+    pub async fn key_app(&self, kid: &str) -> Result<Option<crate::domain::AppId>, ApiError> {
+        Ok(self.keys.find_api_key(kid).await?.map(|record| record.app_id))
+    }
+
+    /// The key id a token names, unverified.
+    pub fn stated_kid(authorization: &str) -> Option<String> {
+        let (scheme, token) = authorization.split_once(' ')?;
+        let token = token.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            jwt::eddsa_kid(token).ok()
+        } else if scheme.eq_ignore_ascii_case("virgil") {
+            VirgilJwt::parse(token).ok().map(|jwt| jwt.header.kid)
+        } else {
+            None
+        }
+    }
+
+    async fn verify(
+        &self,
+        value: &[u8],
+        now: i64,
+        instant: DateTime<Utc>,
+        read: KeyRead,
+    ) -> Result<VerifiedToken, ApiError> {
         let value = std::str::from_utf8(value).map_err(|_| invalid("the Authorization header is not ASCII"))?;
         let (scheme, token) = value.split_once(' ').ok_or_else(|| invalid("use 'Bearer <jwt>' or 'Virgil <jwt>'"))?;
         let token = token.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
-            self.authenticate_bearer(token, now, instant).await
+            self.authenticate_bearer(token, now, instant, read).await
         } else if scheme.eq_ignore_ascii_case("virgil") {
-            self.authenticate_virgil(token, now, instant).await
+            self.authenticate_virgil(token, now, instant, read).await
         } else {
             Err(invalid("unsupported authorization scheme; use Bearer or Virgil"))
         }
@@ -146,13 +189,14 @@ impl Authenticator {
         token: &str,
         now: i64,
         instant: DateTime<Utc>,
+        read: KeyRead,
     ) -> Result<VerifiedToken, ApiError> {
         let kid = jwt::eddsa_kid(token)?;
         let stated = jwt::unverified_claims(token)?;
         let stated_times = TokenTimes { iat: stated.iat, exp: stated.exp, nbf: stated.nbf };
         self.policy.check_times(stated_times, now)?;
         Identity::parse(&stated.sub).map_err(|e| invalid(format!("sub: {e}")))?;
-        let key = self.usable_key(&kid, instant).await?;
+        let key = self.usable_key(&kid, instant, read).await?;
         if stated.iss != key.record.app_id.as_str() {
             return Err(not_valid("the issuer is not the key's app"));
         }
@@ -166,6 +210,7 @@ impl Authenticator {
         token: &str,
         now: i64,
         instant: DateTime<Utc>,
+        read: KeyRead,
     ) -> Result<VerifiedToken, ApiError> {
         let jwt = VirgilJwt::parse(token).map_err(|e| invalid(e.to_string()))?;
         let times = TokenTimes { iat: jwt.claims.iat, exp: jwt.claims.exp, nbf: jwt.claims.nbf };
@@ -173,7 +218,7 @@ impl Authenticator {
         let app = jwt.app_id().ok_or_else(|| invalid("iss must be virgil-<app id>"))?;
         let subject = jwt.identity().ok_or_else(|| invalid("sub must be identity-<identity>"))?;
         Identity::parse(subject).map_err(|e| invalid(format!("sub: {e}")))?;
-        let key = self.usable_key(&jwt.header.kid, instant).await?;
+        let key = self.usable_key(&jwt.header.kid, instant, read).await?;
         if app != key.record.app_id.as_str() {
             return Err(not_valid("the issuer is not the key's app"));
         }
@@ -183,9 +228,10 @@ impl Authenticator {
         self.caller(key, app, subject, times, now)
     }
 
-    async fn usable_key(&self, kid: &str, instant: DateTime<Utc>) -> Result<KnownKey, ApiError> {
+    async fn usable_key(&self, kid: &str, instant: DateTime<Utc>, read: KeyRead) -> Result<KnownKey, ApiError> {
         let load = self.keys.find_api_key(kid);
-        let found = match &self.cache {
+        let cache = self.cache.as_ref().filter(|_| read == KeyRead::Cached);
+        let found = match cache {
             None => load.await?.map(|record| KnownKey { record, read_at: instant }),
             Some(cache) => cache.key(kid, instant, load).await?,
         };

@@ -66,6 +66,7 @@ routes! {
         GET "/v1/cards" => cards::lookup::lookup_cards, Read;
         POST "/v1/cards/search" => cards::lookup::search_cards, Read;
         GET "/v1/admin/events" => admin::events::list_events, Read;
+        POST "/v1/admin/tokens/inspect" => admin::tokens::inspect_token, Read;
     }
     templated {
         GET "/v1/cards/{id}" => cards::get::get_card, Read;

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use cardinal_card::log::{EventBody, EventKind};
 use cardinal_card::wire::{
     CardStatus, CardView, EventView, EventsPage, LookupResponse, Problem, ProblemCode, RevokeRequest, SearchRequest,
-    ServiceKeyResponse,
+    ServiceKeyResponse, TokenInspectRequest, TokenInspection,
 };
 use cardinal_card::{RawSignature, RawSignedModel};
 use serde_json::{Value, json};
@@ -35,6 +35,7 @@ use crate::ratelimit::RouteClass;
         cards::revoke::revoke_card,
         admin::revoke::admin_revoke_card,
         admin::events::list_events,
+        admin::tokens::inspect_token,
         service_key::get_service_key,
         health::healthz,
         health::readyz,
@@ -42,6 +43,7 @@ use crate::ratelimit::RouteClass;
     components(schemas(
         RawSignedModel, RawSignature, CardStatus, CardView<RawSignedModel>, LookupResponse<RawSignedModel>,
         SearchRequest, RevokeRequest, ServiceKeyResponse, EventView, EventsPage, EventBody, EventKind, Problem, ProblemCode,
+        TokenInspectRequest, TokenInspection,
     )),
     modifiers(&Security),
     tags(

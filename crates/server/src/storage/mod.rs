@@ -28,7 +28,7 @@ pub use events::{EventDraft, GENESIS, SealedEvent, seal};
 pub use identity_state::{ActiveDigest, IdentityState, active_digest, digest_text, parse_digest};
 pub use records::{
     ActiveLookup, ApiKeyRecord, AppRecord, CardRecord, CardsQuery, EventRow, EventsQuery, NewCard, Placement,
-    PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation,
+    PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation, Schema,
 };
 pub use sql::MigrationError;
 
@@ -46,6 +46,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Its name, lowercase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgresql",
+            Backend::Sqlite => "sqlite",
+            Backend::Memory => "memory",
+        }
+    }
+
     /// Chooses the backend from a database URL's scheme.
     pub fn of_url(url: &str) -> Option<Backend> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -165,6 +174,17 @@ pub trait Operations: Send + Sync + 'static {
     /// Measures the read replicas' freshness, which decides whether they may answer; runs until
     /// the task is dropped. Without replicas, returns at once.
     async fn track_replicas(&self) {}
+
+    /// The migrations applied and known (a store without migrations: none of either).
+    async fn schema(&self) -> Result<Schema, StorageError> {
+        Ok(Schema::default())
+    }
+
+    /// The database server's clock, Unix milliseconds; `None` where the database shares this
+    /// process's clock (SQLite, memory).
+    async fn database_clock(&self) -> Result<Option<i64>, StorageError> {
+        Ok(None)
+    }
 
     /// Applies pending migrations, and completes what they leave to the service: the digests of
     /// identities written before digests existed, and a new database's epoch.

@@ -199,6 +199,15 @@ pub struct EventRow {
     pub hash: Vec<u8>,
 }
 
+/// Which schema migrations a database has applied, and which this build carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    /// Versions recorded as applied, ascending.
+    pub applied: Vec<i64>,
+    /// Versions this build would apply, ascending.
+    pub known: Vec<i64>,
+}
+
 /// A connection pool's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {

@@ -16,6 +16,14 @@ mod embedded_sqlite {
     refinery::embed_migrations!("../../migrations/sqlite");
 }
 
+/// The versions this build carries for a backend, ascending.
+pub(super) fn known_versions(postgres: bool) -> Vec<i64> {
+    let runner = if postgres { embedded_postgres::migrations::runner() } else { embedded_sqlite::migrations::runner() };
+    let mut versions: Vec<i64> = runner.get_migrations().iter().map(|m| i64::from(m.version())).collect();
+    versions.sort_unstable();
+    versions
+}
+
 /// A migration could not run.
 #[derive(Debug, Error)]
 pub enum MigrationError {

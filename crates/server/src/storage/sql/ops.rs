@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::SqlStore;
 use super::db::Db;
-use crate::storage::{Backend, Heard, MigrationError, Operations, PoolStats, ReplicasStats, StorageError};
+use crate::storage::{Backend, Heard, MigrationError, Operations, PoolStats, ReplicasStats, Schema, StorageError};
 
 #[async_trait]
 impl Operations for SqlStore {
@@ -21,6 +21,40 @@ impl Operations for SqlStore {
 
     fn pool_stats(&self) -> PoolStats {
         self.db.pool_stats()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn schema(&self) -> Result<Schema, StorageError> {
+        let known = super::migrate::known_versions(matches!(self.db, Db::Postgres(..)));
+        let present = match &self.db {
+            Db::Postgres(..) => "SELECT to_regclass('refinery_schema_history') IS NOT NULL AS present",
+            Db::Sqlite(_) => "SELECT count(*) > 0 AS present FROM sqlite_master WHERE name = 'refinery_schema_history'",
+        };
+        let present: bool = self.read_optional(present, &[], |row| row.get("present")).await?.unwrap_or(false);
+        if !present {
+            return Ok(Schema { applied: Vec::new(), known });
+        }
+        // refinery's version column is a 32-bit integer on both.
+        let applied: Vec<i32> = self
+            .read_all("SELECT version FROM refinery_schema_history ORDER BY version", &[], |row| row.get("version"))
+            .await?;
+        let applied = applied.into_iter().map(i64::from).collect();
+        Ok(Schema { applied, known })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn database_clock(&self) -> Result<Option<i64>, StorageError> {
+        match &self.db {
+            Db::Postgres(..) => {
+                self.read_optional(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms",
+                    &[],
+                    |row| row.get("now_ms"),
+                )
+                .await
+            }
+            Db::Sqlite(_) => Ok(None),
+        }
     }
 
     #[tracing::instrument(skip_all)]
