@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_reads;
 mod bootstrap;
 mod caching;
 mod compose;

@@ -196,6 +196,21 @@ impl From<CardError> for ApiError {
     }
 }
 
+impl From<crate::admin::AdminError> for ApiError {
+    fn from(error: crate::admin::AdminError) -> Self {
+        use crate::admin::AdminError as E;
+        let detail = error.to_string();
+        let code = match error {
+            E::Storage(storage) => return storage.into(),
+            E::NotAdmin => ProblemCode::Forbidden,
+            E::InvalidPage(_) => ProblemCode::InvalidRequest,
+            E::InvalidIdentity(_) => ProblemCode::InvalidIdentity,
+            E::UnknownKey => ProblemCode::NotFound,
+        };
+        ApiError::new(code, detail)
+    }
+}
+
 impl From<DirectoryError> for ApiError {
     fn from(error: DirectoryError) -> Self {
         use DirectoryError as E;

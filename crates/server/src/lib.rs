@@ -4,6 +4,7 @@
 //! [`domain`], the rules in [`directory`] (cards) and [`apps`] (apps and their keys), the
 //! persistence in [`storage`], and the card format in `cardinal-card`. See ARCHITECTURE.md.
 
+pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod backup;

@@ -15,6 +15,7 @@ use actix_web_prom::PrometheusMetricsBuilder;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use crate::admin::{Admin, AdminLimits};
 use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
 use crate::backup::ServingLock;
 use crate::clock::{self, Clock};
@@ -99,6 +100,12 @@ impl Application {
             clock_skew_secs: settings.auth.clock_skew_secs,
             max_token_bytes: settings.limits.token_max_bytes,
         };
+        let admin = web::Data::new(Admin::new(
+            store.clone(),
+            clock.clone(),
+            service_key.public_key(),
+            AdminLimits { format: settings.limits.format(), ..AdminLimits::default() },
+        ));
         let mut directory = Directory::new(store.clone(), service_key, rules, clock.clone());
         let mut watchers = Vec::new();
         if settings.cache.identity_versions > 0 && store.backend() == Backend::Postgres {
@@ -160,6 +167,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(directory.clone())
+                .app_data(admin.clone())
                 .app_data(authenticator.clone())
                 .app_data(body_limit.clone())
                 .app_data(header_limit.clone())

@@ -67,11 +67,16 @@ routes! {
         POST "/v1/cards/search" => cards::lookup::search_cards, Read;
         GET "/v1/admin/events" => admin::events::list_events, Read;
         POST "/v1/admin/tokens/inspect" => admin::tokens::inspect_token, Read;
+        GET "/v1/admin/identities" => admin::console_api::list_identities, Read;
+        GET "/v1/admin/keys" => admin::console_api::list_keys, Read;
+        GET "/v1/admin/overview" => admin::console_api::overview, Read;
     }
     templated {
         GET "/v1/cards/{id}" => cards::get::get_card, Read;
         POST "/v1/cards/{id}/revoke" => cards::revoke::revoke_card, Write;
         POST "/v1/admin/cards/{id}/revoke" => admin::revoke::admin_revoke_card, Write;
+        GET "/v1/admin/identities/{identity}/history" => admin::console_api::identity_history, Read;
+        POST "/v1/admin/keys/{kid}/revoke" => admin::console_api::revoke_key, Write;
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use super::admin::{AdminStore, AppCounts, HistoryCard, HistoryCursor, IdentitiesQuery, IdentitySummary};
 use super::{
     ActiveLookup, ApiKeyRecord, ApiKeyStore, AppRecord, AppStore, Backend, CardRecord, CardStore, CardsQuery,
     EventDraft, EventLog, EventRow, EventsQuery, GENESIS, Heard, IdentityState, MigrationError, NewCard, Operations,
@@ -405,4 +406,121 @@ impl Operations for MemoryStore {
     }
 
     async fn watch_changes(&self, _probe_every: std::time::Duration, _heard: &(dyn Fn(Heard) + Send + Sync)) {}
+}
+
+impl State {
+    /// When a chain began: its root card's acceptance, as the SQL store records it.
+    fn chain_created_at(&self, app_id: &AppId, chain_id: &CardId) -> i64 {
+        self.cards.get(&(app_id.clone(), chain_id.clone())).map_or(0, |root| root.published_at)
+    }
+
+    fn identity_cards(&self, app_id: &AppId, identity: &Identity) -> Vec<CardRecord> {
+        self.cards
+            .iter()
+            .filter(|((app, _), card)| app == app_id && card.identity == *identity)
+            .map(|(_, card)| self.card(app_id, card))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl AdminStore for MemoryStore {
+    async fn list_identities(&self, query: IdentitiesQuery<'_>) -> Result<Vec<IdentitySummary>, StorageError> {
+        let state = self.state();
+        let mut identities: Vec<&Identity> = state
+            .states
+            .keys()
+            .filter(|(app, identity)| {
+                app == query.app_id
+                    && identity.as_str().starts_with(query.prefix)
+                    && query.after.is_none_or(|after| identity.as_str() > after)
+            })
+            .map(|(_, identity)| identity)
+            .collect();
+        identities.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+        identities.truncate(usize::try_from(query.limit).unwrap_or(0));
+        Ok(identities
+            .into_iter()
+            .map(|identity| {
+                let cards = state.identity_cards(query.app_id, identity);
+                let active =
+                    cards.iter().filter(|card| card.superseded_by.is_none() && card.revoked_at.is_none()).count();
+                IdentitySummary {
+                    identity: identity.clone(),
+                    version: state.states[&(query.app_id.clone(), identity.clone())].version,
+                    cards: cards.len() as i64,
+                    active: active as i64,
+                    last_published_at: cards.iter().map(|card| card.published_at).max(),
+                    last_revoked_at: cards.iter().filter_map(|card| card.revoked_at).max(),
+                }
+            })
+            .collect())
+    }
+
+    async fn identity_history(
+        &self,
+        app_id: &AppId,
+        identity: &Identity,
+        after: Option<&HistoryCursor>,
+        limit: i64,
+    ) -> Result<Vec<HistoryCard>, StorageError> {
+        let state = self.state();
+        let position =
+            |card: &HistoryCard| (card.chain_created_at, card.card.chain_id.to_string(), card.card.chain_index);
+        let mut cards: Vec<HistoryCard> = state
+            .identity_cards(app_id, identity)
+            .into_iter()
+            .map(|card| HistoryCard { chain_created_at: state.chain_created_at(app_id, &card.chain_id), card })
+            .filter(|card| {
+                after.is_none_or(|after| {
+                    position(card) > (after.chain_created_at, after.chain_id.clone(), after.chain_index)
+                })
+            })
+            .collect();
+        cards.sort_by_key(position);
+        cards.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(cards)
+    }
+
+    async fn identity_events(
+        &self,
+        app_id: &AppId,
+        identity: &Identity,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Vec::new()) };
+        let cards: BTreeSet<String> =
+            state.identity_cards(app_id, identity).into_iter().map(|card| card.id.to_string()).collect();
+        let names_a_card = |event: &EventRow| {
+            serde_json::from_str::<serde_json::Value>(&event.body)
+                .ok()
+                .and_then(|body| body["card_id"].as_str().map(|id| cards.contains(id)))
+                .unwrap_or(false)
+        };
+        let limit = usize::try_from(limit).unwrap_or(0);
+        Ok(app.events.iter().filter(|event| names_a_card(event)).take(limit).cloned().collect())
+    }
+
+    async fn app_counts(&self, app_id: &AppId) -> Result<AppCounts, StorageError> {
+        let state = self.state();
+        let cards: Vec<CardRecord> = state
+            .cards
+            .iter()
+            .filter(|((app, _), _)| app == app_id)
+            .map(|(_, card)| state.card(app_id, card))
+            .collect();
+        Ok(AppCounts {
+            identities: state.states.keys().filter(|(app, _)| app == app_id).count() as i64,
+            cards: cards.len() as i64,
+            active_cards: cards.iter().filter(|card| card.superseded_by.is_none() && card.revoked_at.is_none()).count()
+                as i64,
+            revoked_chains: state
+                .chains
+                .iter()
+                .filter(|((app, _), chain)| app == app_id && chain.revoked_at.is_some())
+                .count() as i64,
+            events: state.apps.get(app_id).map_or(0, |app| app.events.len() as i64),
+        })
+    }
 }

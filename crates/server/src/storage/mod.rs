@@ -8,6 +8,7 @@
 //! [`memory::MemoryStore`], for the rules' unit tests. `tests/storage` holds both to the same
 //! conformance suite.
 
+pub mod admin;
 mod changes;
 mod error;
 mod events;
@@ -212,9 +213,9 @@ pub trait Operations: Send + Sync + 'static {
 }
 
 /// Everything one database provides.
-pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + Operations {}
+pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + Operations + admin::AdminStore {}
 
-impl<T: AppStore + ApiKeyStore + CardStore + EventLog + Operations> Store for T {}
+impl<T: AppStore + ApiKeyStore + CardStore + EventLog + Operations + admin::AdminStore> Store for T {}
 
 /// Opens the store that `url` names.
 pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Arc<dyn Store>, StorageError> {

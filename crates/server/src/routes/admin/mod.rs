@@ -1,5 +1,6 @@
 //! `/v1/admin`: admin tokens only.
 
+pub mod console_api;
 pub mod events;
 pub mod revoke;
 pub mod tokens;

@@ -22,7 +22,7 @@ macro_rules! select_cards {
     };
 }
 
-fn card_from_row(row: &Row) -> Result<CardRecord, StorageError> {
+pub(super) fn card_from_row(row: &Row) -> Result<CardRecord, StorageError> {
     Ok(CardRecord {
         id: row.parse("id", str::parse::<CardId>)?,
         identity: row.parse("identity", Identity::parse)?,

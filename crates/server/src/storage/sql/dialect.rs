@@ -24,9 +24,12 @@ static SQLITE_STATEMENTS: LazyLock<Mutex<HashMap<&'static str, &'static str>>> =
 
 impl Dialect {
     /// The statement as this database spells it: on SQLite, `= ANY($n)` becomes
-    /// `IN (SELECT value FROM json_each($n))` and ` FOR UPDATE` is dropped.
+    /// `IN (SELECT value FROM json_each($n))`, ` FOR UPDATE` is dropped, and so is
+    /// ` COLLATE "C"` (bytewise order, which is SQLite's own).
     pub fn render(self, sql: &'static str) -> &'static str {
-        if self == Dialect::Postgres || !(sql.contains("= ANY($") || sql.contains(" FOR UPDATE")) {
+        if self == Dialect::Postgres
+            || !(sql.contains("= ANY($") || sql.contains(" FOR UPDATE") || sql.contains(BYTEWISE))
+        {
             return sql;
         }
         let mut cache = SQLITE_STATEMENTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -110,8 +113,12 @@ fn sqlite_spelling(sql: &str) -> String {
         rest = after.get(end + 1..).unwrap_or("");
     }
     out.push_str(rest);
-    out.replace(" FOR UPDATE", "")
+    out.replace(" FOR UPDATE", "").replace(BYTEWISE, "")
 }
+
+/// PostgreSQL's bytewise collation: identities sort the same on both databases (and in
+/// memory) whatever the database's locale.
+const BYTEWISE: &str = " COLLATE \"C\"";
 
 #[cfg(test)]
 mod tests {
@@ -119,7 +126,7 @@ mod tests {
 
     #[test]
     fn sqlite_reads_identity_lists_from_json_and_takes_no_row_locks() {
-        let sql = "SELECT x FROM t WHERE a = $1 AND b = ANY($2) AND c = ANY($3) ORDER BY x FOR UPDATE";
+        let sql = "SELECT x FROM t WHERE a = $1 AND b = ANY($2) AND c = ANY($3) ORDER BY x COLLATE \"C\" FOR UPDATE";
         assert_eq!(
             Dialect::Sqlite.render(sql),
             "SELECT x FROM t WHERE a = $1 AND b IN (SELECT value FROM json_each($2)) \

@@ -5,6 +5,7 @@
 //! two drivers. One file per trait (apps and keys, cards, the event log, operations), the
 //! sequencing of the event log in `sequencer.rs`, each backend's connection setup in its own file.
 
+mod admin;
 mod apps;
 mod cards;
 mod db;
