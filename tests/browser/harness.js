@@ -51,7 +51,7 @@ async function startCardinal({ allowedOrigins }) {
   const url = `http://127.0.0.1:${port}`;
   const serviceKey = (await (await fetch(`${url}/v1/service-key`)).json()).public_key;
   return {
-    url, appId, kid, apiKeyDer, serviceKey, dir, log,
+    url, appId, kid, apiKeyDer, serviceKey, dir, log, env, bin: BIN, keyFile,
     stop: async () => {
       if (child.exitCode === null) {
         await new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGTERM'); });

@@ -3,6 +3,7 @@
 mod admin;
 mod body;
 mod cards;
+mod console;
 pub mod health;
 pub mod openapi;
 mod service_key;
@@ -60,6 +61,10 @@ macro_rules! routes {
 routes! {
     literal {
         GET "/healthz" => health::healthz, Exempt;
+        GET "/admin" => console::index, Read;
+        GET "/admin/console.js" => console::script, Read;
+        GET "/admin/console.css" => console::style, Read;
+        GET "/admin/favicon.svg" => console::icon, Read;
         GET "/readyz" => health::readyz, Read;
         GET "/v1/service-key" => service_key::get_service_key, Read;
         POST "/v1/cards" => cards::publish::publish_card, Write;
