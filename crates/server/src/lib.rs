@@ -13,6 +13,7 @@ pub mod directory;
 pub mod domain;
 pub mod error;
 pub mod files;
+pub mod keyknox;
 pub mod manage;
 pub mod metrics;
 pub mod ratelimit;

@@ -35,6 +35,7 @@ use crate::ratelimit::RouteClass;
         cards::revoke::revoke_card,
         admin::revoke::admin_revoke_card,
         admin::events::list_events,
+        admin::keyknox::erase_keyknox,
         service_key::get_service_key,
         health::healthz,
         health::readyz,
@@ -42,6 +43,7 @@ use crate::ratelimit::RouteClass;
     components(schemas(
         RawSignedModel, RawSignature, CardStatus, CardView<RawSignedModel>, LookupResponse<RawSignedModel>,
         SearchRequest, RevokeRequest, ServiceKeyResponse, EventView, EventsPage, EventBody, EventKind, Problem, ProblemCode,
+        admin::keyknox::KeyknoxErased,
     )),
     modifiers(&Security),
     tags(
@@ -129,6 +131,7 @@ fn constrain(document: &mut Value, limits: &DocumentLimits) {
         for parameter in parameters.into_iter().flatten() {
             let schema = match parameter["name"].as_str() {
                 Some("id") => json!({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+                Some("identity") if parameter["in"] == "path" => identity_schema(limits),
                 Some("identity") => identity_batch_schema(limits),
                 Some("after") => json!({"type": "integer", "format": "int64", "minimum": 0}),
                 Some("limit") => {
@@ -183,6 +186,10 @@ const ROUTE_PROBLEMS: &[(&str, &[(&str, &str)])] = &[
         &[("400", "invalid_request, invalid_card_id"), ("403", "forbidden (not an admin token)"), ("404", "not_found")],
     ),
     ("get /v1/admin/events", &[("400", "invalid_request"), ("403", "forbidden (not an admin token)")]),
+    (
+        "post /v1/admin/identities/{identity}/keyknox/erase",
+        &[("400", "invalid_identity"), ("403", "forbidden (not an admin token)")],
+    ),
 ];
 
 /// What every route can answer, stated once instead of in every handler's annotation: its own

@@ -1,6 +1,6 @@
 //! Storage, split by who needs what: the keys auth checks ([`ApiKeyStore`]), the apps the rules
 //! read ([`AppStore`]), the cards the directory reads and writes ([`CardStore`]), the event log
-//! ([`EventLog`]) and what operators need ([`Operations`]). [`Store`] is all of them, as one
+//! ([`EventLog`]) and what operators need ([`Operations`]), Keyknox's entries ([`KeyknoxStore`]). [`Store`] is all of them, as one
 //! database provides them; each caller holds only the part it uses. A new capability adds its own
 //! trait (and file) beside these.
 //!
@@ -12,6 +12,7 @@ mod changes;
 mod error;
 mod events;
 mod identity_state;
+pub mod keyknox;
 pub mod memory;
 mod records;
 pub mod sql;
@@ -26,6 +27,7 @@ pub use changes::{
 pub use error::{StorageError, constraint};
 pub use events::{EventDraft, GENESIS, SealedEvent, seal};
 pub use identity_state::{ActiveDigest, IdentityState, active_digest, digest_text, parse_digest};
+pub use keyknox::KeyknoxStore;
 pub use records::{
     ActiveLookup, ApiKeyRecord, AppRecord, CardRecord, CardsQuery, EventRow, EventsQuery, NewCard, Placement,
     PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation,
@@ -192,9 +194,9 @@ pub trait Operations: Send + Sync + 'static {
 }
 
 /// Everything one database provides.
-pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + Operations {}
+pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + Operations + KeyknoxStore {}
 
-impl<T: AppStore + ApiKeyStore + CardStore + EventLog + Operations> Store for T {}
+impl<T: AppStore + ApiKeyStore + CardStore + EventLog + Operations + KeyknoxStore> Store for T {}
 
 /// Opens the store that `url` names.
 pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Arc<dyn Store>, StorageError> {

@@ -1,4 +1,5 @@
 //! `/v1/admin`: admin tokens only.
 
 pub mod events;
+pub mod keyknox;
 pub mod revoke;

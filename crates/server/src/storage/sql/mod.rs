@@ -10,6 +10,7 @@ mod cards;
 mod db;
 mod dialect;
 mod events;
+mod keyknox;
 mod migrate;
 mod ops;
 mod postgres;
