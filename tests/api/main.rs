@@ -12,6 +12,7 @@ mod durability;
 mod fleet;
 mod helpers;
 mod hostile;
+mod keyknox;
 mod lifecycle;
 mod operations;
 mod rejections;
