@@ -391,6 +391,8 @@ async fn an_admin_erases_a_departed_users_keyknox_data_and_the_log_records_it(ba
     assert_eq!(erased.len(), 2, "each erasure is recorded");
     assert_eq!(erased[0]["event"]["identity"], "bob");
     assert_eq!(erased[0]["event"]["actor"], "admin:root");
+    assert_eq!(erased[0]["event"]["detail"], json!({"v1": "true", "entries": "1", "grants": "1"}));
+    assert_eq!(erased[1]["event"]["detail"], json!({"v1": "false", "entries": "0", "grants": "0"}));
 }
 
 async fn a_group_sized_push_fits_the_default_limits(backend: Backend) {

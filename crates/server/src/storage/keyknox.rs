@@ -137,6 +137,17 @@ pub struct Erased {
     pub grants: u64,
 }
 
+impl Erased {
+    /// The erasure's event with what it removed, which only the erasing transaction knows: both
+    /// stores add it the same way, so their logs stay byte for byte alike.
+    pub fn recorded_in(&self, mut event: EventDraft) -> EventDraft {
+        event.detail.insert("v1".to_owned(), self.v1.to_string());
+        event.detail.insert("entries".to_owned(), self.entries.to_string());
+        event.detail.insert("grants".to_owned(), self.grants.to_string());
+        event
+    }
+}
+
 /// Whether a write from `previous` may replace what is stored now (`current`: its hash, if
 /// anything is stored). `None` is allowed only where `none_allowed` says (v2: nothing stored;
 /// v1: nothing or an empty entry); a hash must match the current one, or the empty entry's when
@@ -200,7 +211,7 @@ pub trait KeyknoxStore: Send + Sync + 'static {
     async fn remove_keyknox_reader(&self, filter: &EntryFilter<'_>, reader: &Identity) -> Result<u64, StorageError>;
 
     /// Erases everything of an identity, v1 and v2, and its grants on others' entries, with the
-    /// event in the same transaction.
+    /// event in the same transaction, its detail saying what went ([`Erased::recorded_in`]).
     async fn erase_keyknox(
         &self,
         app_id: &AppId,

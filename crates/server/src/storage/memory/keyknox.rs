@@ -163,7 +163,8 @@ impl KeyknoxStore for MemoryStore {
             entry.readers.retain(|known| known != identity);
             grants += (before - entry.readers.len()) as u64;
         }
-        state.log(app_id, std::slice::from_ref(&event))?;
-        Ok(Erased { v1, entries, grants })
+        let erased = Erased { v1, entries, grants };
+        state.log(app_id, &[erased.recorded_in(event)])?;
+        Ok(erased)
     }
 }

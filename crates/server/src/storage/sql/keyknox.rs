@@ -345,7 +345,8 @@ impl KeyknoxStore for SqlStore {
         let entries = session.execute("DELETE FROM keyknox_entries WHERE app_id = $1 AND owner = $2", &args).await?;
         session.execute("DELETE FROM keyknox_owners WHERE app_id = $1 AND owner = $2", &args).await?;
         let grants = session.execute("DELETE FROM keyknox_readers WHERE app_id = $1 AND reader = $2", &args).await?;
-        self.finish_write(tx, app_id, std::slice::from_ref(&event)).await?;
-        Ok(Erased { v1, entries, grants })
+        let erased = Erased { v1, entries, grants };
+        self.finish_write(tx, app_id, &[erased.recorded_in(event)]).await?;
+        Ok(erased)
     }
 }
