@@ -360,6 +360,42 @@ async fn twenty_concurrent_keyknox_pushes_from_one_hash_give_exactly_one_winner(
     }
 }
 
+async fn twenty_concurrent_keyknox_v1_puts_from_one_hash_give_exactly_one_winner(backend: Backend) {
+    let settings = vec![("rate_limits.enabled", json!(false))];
+    let app = Arc::new(spawn_app_with(backend, Options { settings, ..Options::default() }).await);
+    let mut from = EMPTY_HASH.to_owned();
+    // From nothing stored (a first backup), then from a stored value.
+    for round in 0..2 {
+        let tasks: Vec<_> = (0..20)
+            .map(|n| {
+                let (app, from) = (app.clone(), from.clone());
+                tokio::spawn(async move {
+                    let body = json!({"meta": format!("bWV0YQ{round}{n}"), "value": "dmFsdWU="});
+                    let response =
+                        call(&app, reqwest::Method::PUT, "/keyknox/v1", "alice", Some(&from), Some(&body)).await;
+                    let status = response.status();
+                    let body: Value = response.json().await.unwrap();
+                    (n, status, body)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (n, status, body) = task.await.unwrap();
+            match status {
+                StatusCode::OK => winners.push(n),
+                StatusCode::CONFLICT => assert_eq!(body["code"], 50017, "{body}"),
+                other => panic!("put {n}: {other} {body}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let (stored, hash) = ok(call(&app, reqwest::Method::GET, "/keyknox/v1", "alice", None, None).await).await;
+        assert_eq!(stored["meta"], format!("bWV0YQ{round}{}", winners[0]));
+        assert_eq!(stored["version"], format!("{}.0", round + 1));
+        from = hash;
+    }
+}
+
 async fn an_admin_erases_a_departed_users_keyknox_data_and_the_log_records_it(backend: Backend) {
     let app = spawn_app(backend).await;
     let put = json!({"meta": "bWV0YQ==", "value": "dmFsdWU="});
@@ -415,6 +451,7 @@ crate::on_both_backends!(
     keyknox_limits_and_bad_input_get_stable_codes_and_write_nothing,
     keyknox_answers_virgil_errors_for_unknown_routes_and_methods,
     twenty_concurrent_keyknox_pushes_from_one_hash_give_exactly_one_winner,
+    twenty_concurrent_keyknox_v1_puts_from_one_hash_give_exactly_one_winner,
     an_admin_erases_a_departed_users_keyknox_data_and_the_log_records_it,
     a_group_sized_push_fits_the_default_limits,
 );

@@ -201,7 +201,48 @@ async fn of_twenty_racing_keyknox_pushes_exactly_one_wins(kind: Kind) {
     }
 }
 
+async fn of_twenty_racing_keyknox_v1_writes_exactly_one_wins(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    app(store.as_ref(), "a").await;
+    let mut from = EMPTY_HASH.to_owned();
+    for round in 0..3 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(20));
+        let tasks: Vec<_> = (0..20)
+            .map(|n| {
+                let (store, from, barrier): (Arc<dyn Store>, String, _) =
+                    (store.clone(), from.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let (a, alice, meta) = (app_id("a"), who("alice"), format!("m{round}-{n}"));
+                    let write = V1Write {
+                        app_id: &a,
+                        identity: &alice,
+                        meta: &meta,
+                        value: "v",
+                        previous_hash: Some(&from),
+                        at: 1,
+                    };
+                    barrier.wait().await;
+                    store.put_keyknox_v1(&write).await.map(|_| n)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(n) => winners.push(n),
+                Err(StorageError::Conflict { constraint }) => assert_eq!(constraint, constraint::KEYKNOX_HASH_MISMATCH),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let stored = store.keyknox_v1(&app_id("a"), &who("alice")).await.unwrap().unwrap();
+        assert_eq!((stored.meta, stored.version), (format!("m{round}-{}", winners[0]), round + 1));
+        from = stored.hash;
+    }
+}
+
 on_every_store!(
+    of_twenty_racing_keyknox_v1_writes_exactly_one_wins,
     keyknox_v1_versions_and_compares_hashes,
     keyknox_pushes_merge_readers_and_refuse_without_writing,
     keyknox_keys_resets_and_erasure_act_on_what_they_name,

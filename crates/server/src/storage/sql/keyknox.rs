@@ -43,11 +43,12 @@ fn filter_args<'a>(filter: &EntryFilter<'a>) -> [Arg<'a>; 5] {
 
 /// Matches an owner's entries by a filter bound as [`filter_args`].
 macro_rules! filtered {
-    ($head:literal) => {
+    ($head:literal $(, $tail:literal)?) => {
         concat!(
             $head,
             " WHERE app_id = $1 AND owner = $2 AND ($3 IS NULL OR root = $3) AND ($4 IS NULL OR path = $4) \
              AND ($5 IS NULL OR key = $5)"
+            $(, $tail)?
         )
     };
 }
@@ -134,26 +135,46 @@ impl KeyknoxStore for SqlStore {
         let stored = KeyknoxV1Record {
             meta: write.meta.to_owned(),
             value: write.value.to_owned(),
-            version: current.map_or(1, |stored| stored.version + 1),
+            version: current.as_ref().map_or(1, |stored| stored.version + 1),
             hash: content_hash(write.meta, write.value),
         };
-        session
-            .execute(
-                "INSERT INTO keyknox_v1 (app_id, identity, meta, value, version, hash, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app_id, identity) DO UPDATE SET \
-                 meta = excluded.meta, value = excluded.value, version = excluded.version, \
-                 hash = excluded.hash, updated_at = excluded.updated_at",
-                &[
-                    write.app_id.into(),
-                    write.identity.into(),
-                    stored.meta.as_str().into(),
-                    stored.value.as_str().into(),
-                    stored.version.into(),
-                    stored.hash.as_str().into(),
-                    write.at.into(),
-                ],
-            )
-            .await?;
+        let args = [
+            write.app_id.into(),
+            write.identity.into(),
+            stored.meta.as_str().into(),
+            stored.value.as_str().into(),
+            stored.version.into(),
+            stored.hash.as_str().into(),
+            write.at.into(),
+        ];
+        // A first write that another one beat (nothing was there to lock) changes nothing, and
+        // an update changes only the version it read: the loser of a race is refused, never
+        // silently overwritten.
+        let written = match &current {
+            None => {
+                session
+                    .execute(
+                        "INSERT INTO keyknox_v1 (app_id, identity, meta, value, version, hash, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app_id, identity) DO NOTHING",
+                        &args,
+                    )
+                    .await?
+            }
+            Some(read) => {
+                let mut args = args.to_vec();
+                args.push(read.version.into());
+                session
+                    .execute(
+                        "UPDATE keyknox_v1 SET meta = $3, value = $4, version = $5, hash = $6, updated_at = $7 \
+                         WHERE app_id = $1 AND identity = $2 AND version = $8",
+                        &args,
+                    )
+                    .await?
+            }
+        };
+        if written != 1 {
+            return Err(StorageError::conflict(constraint::KEYKNOX_HASH_MISMATCH));
+        }
         tx.commit().await?;
         Ok(stored)
     }
@@ -306,6 +327,8 @@ impl KeyknoxStore for SqlStore {
         let mut tx = self.db.begin_write().await?;
         let mut session = tx.session();
         let args = filter_args(filter);
+        // Locked first, as a push locks its entry: a push in flight finishes before, or after.
+        session.fetch_all(filtered!("SELECT key FROM keyknox_entries", " FOR UPDATE"), &args).await?;
         session.execute(filtered!("DELETE FROM keyknox_readers"), &args).await?;
         let deleted = session.execute(filtered!("DELETE FROM keyknox_entries"), &args).await?;
         if deleted > 0 {
@@ -325,7 +348,12 @@ impl KeyknoxStore for SqlStore {
         let sql = "DELETE FROM keyknox_readers WHERE app_id = $1 AND owner = $2 AND ($3 IS NULL OR root = $3) \
                    AND ($4 IS NULL OR path = $4) AND ($5 IS NULL OR key = $5) AND reader = $6";
         let mut tx = self.db.begin_write().await?;
-        let removed = tx.session().execute(sql, &[app, owner, root, path, key, reader.into()]).await?;
+        let mut session = tx.session();
+        // Locked as a push locks its entry, so a push never answers a reader list this removed.
+        session
+            .fetch_all(filtered!("SELECT key FROM keyknox_entries", " FOR UPDATE"), &[app, owner, root, path, key])
+            .await?;
+        let removed = session.execute(sql, &[app, owner, root, path, key, reader.into()]).await?;
         tx.commit().await?;
         Ok(removed)
     }
