@@ -445,7 +445,46 @@ async fn a_group_sized_push_fits_the_default_limits(backend: Backend) {
     );
 }
 
+async fn browsers_may_send_and_read_the_keyknox_hash_headers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/keyknox/v2/push"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type, virgil-agent, virgil-keyknox-previous-hash",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allowed = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    assert!(allowed.contains("virgil-keyknox-previous-hash"), "{allowed}");
+    let response = app
+        .client
+        .get(app.url("/keyknox/v1"))
+        .header("Origin", "https://app.example.com")
+        .header("Authorization", virgil(&app, "alice"))
+        .send()
+        .await
+        .unwrap();
+    let exposed = response.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
+    assert!(exposed.contains("virgil-keyknox-hash"), "{exposed}");
+    // A browser's reset arrives with no content type and no body.
+    let reset = app
+        .client
+        .post(app.url("/keyknox/v1/reset"))
+        .header("Authorization", virgil(&app, "alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok(reset).await.0["version"], "1.0");
+}
+
 crate::on_both_backends!(
+    browsers_may_send_and_read_the_keyknox_hash_headers,
     keyknox_v1_versions_writes_and_follows_the_hash_protocol,
     keyknox_v2_merges_readers_and_enforces_access,
     keyknox_limits_and_bad_input_get_stable_codes_and_write_nothing,
