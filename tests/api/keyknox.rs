@@ -190,6 +190,18 @@ async fn keyknox_v2_merges_readers_and_enforces_access(backend: Backend) {
     assert_eq!(keys_of(&app, "alice", &scope).await, json!([]));
     assert_eq!(keys_of(&app, "bob", &json!({"root": "group-sessions", "path": "abcd"})).await, json!(["0"]));
 
+    // Either token scheme, as for cards: a Bearer user token reads the same entry.
+    let bearer = format!("Bearer {}", app.user_token("bob"));
+    let response = app
+        .client
+        .post(app.url("/keyknox/v2/pull"))
+        .header("Authorization", bearer)
+        .json(&at("0", "bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok(response).await.0["meta"], "Ym9i");
+
     // An admin token is no Keyknox user.
     let admin = format!("Bearer {}", app.admin_token("root"));
     let response = app.client.get(app.url("/keyknox/v1")).header("Authorization", admin).send().await.unwrap();
