@@ -495,7 +495,31 @@ async fn browsers_may_send_and_read_the_keyknox_hash_headers(backend: Backend) {
     assert_eq!(ok(reset).await.0["version"], "1.0");
 }
 
+async fn keyknox_reads_and_writes_fall_under_their_rate_limits(backend: Backend) {
+    let settings = vec![
+        ("rate_limits.write.per_identity_per_second", json!(1)),
+        ("rate_limits.write.per_identity_burst", json!(2)),
+        ("rate_limits.read.per_identity_per_second", json!(1)),
+        ("rate_limits.read.per_identity_burst", json!(3)),
+    ];
+    let app = spawn_app_with(backend, Options { settings, ..Options::default() }).await;
+    for n in 0..2 {
+        ok(post(&app, "/keyknox/v2/push", "alice", None, &entry(&n.to_string(), &[], "bQ==")).await).await;
+    }
+    let refused = post(&app, "/keyknox/v2/push", "alice", None, &entry("2", &[], "bQ==")).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_virgil_error(refused, 429, 30429).await;
+    // Reads have their own budget: the refused writes did not spend it.
+    for _ in 0..3 {
+        ok(post(&app, "/keyknox/v2/pull", "alice", None, &at("0", "alice")).await).await;
+    }
+    assert_virgil_error(post(&app, "/keyknox/v2/pull", "alice", None, &at("0", "alice")).await, 429, 30429).await;
+    // Another identity has its own.
+    ok(post(&app, "/keyknox/v2/push", "bob", None, &entry("0", &[], "bQ==")).await).await;
+}
+
 crate::on_both_backends!(
+    keyknox_reads_and_writes_fall_under_their_rate_limits,
     browsers_may_send_and_read_the_keyknox_hash_headers,
     keyknox_v1_versions_writes_and_follows_the_hash_protocol,
     keyknox_v2_merges_readers_and_enforces_access,
