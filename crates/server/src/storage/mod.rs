@@ -1,8 +1,9 @@
 //! Storage, split by who needs what: the keys auth checks ([`ApiKeyStore`]), the apps the rules
 //! read ([`AppStore`]), the cards the directory reads and writes ([`CardStore`]), the event log
-//! ([`EventLog`]) and what operators need ([`Operations`]), Keyknox's entries ([`KeyknoxStore`]). [`Store`] is all of them, as one
-//! database provides them; each caller holds only the part it uses. A new capability adds its own
-//! trait (and file) beside these.
+//! ([`EventLog`]), what operators need ([`Operations`]) and Keyknox's entries
+//! ([`KeyknoxStore`], in `keyknox.rs`). [`Store`] is all of them, as one database provides them;
+//! each caller holds only the part it uses. A new capability adds its own trait (and file) beside
+//! these.
 //!
 //! Two implementations: [`sql::SqlStore`], written once for PostgreSQL and SQLite, and
 //! [`memory::MemoryStore`], for the rules' unit tests. `tests/storage` holds both to the same
