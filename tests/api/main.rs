@@ -14,6 +14,7 @@ mod durability;
 mod fleet;
 mod helpers;
 mod hostile;
+mod keyknox;
 mod lifecycle;
 mod operations;
 mod operator;

@@ -783,3 +783,5 @@ on_both_backends!(
     migrate_completes_digests_that_older_versions_did_not_write,
     the_epoch_is_kept_by_migrations_and_changed_by_renewal,
 );
+
+mod keyknox;

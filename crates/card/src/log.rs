@@ -32,6 +32,8 @@ pub enum EventKind {
     CardSuperseded,
     /// A chain of cards was revoked, by its owner or by an admin.
     ChainRevoked,
+    /// An admin erased an identity's Keyknox entries (a departed user's backups and group keys).
+    KeyknoxErased,
 }
 
 impl EventKind {
@@ -44,6 +46,7 @@ impl EventKind {
             EventKind::CardPublished => "card_published",
             EventKind::CardSuperseded => "card_superseded",
             EventKind::ChainRevoked => "chain_revoked",
+            EventKind::KeyknoxErased => "keyknox_erased",
         }
     }
 
@@ -56,6 +59,7 @@ impl EventKind {
             EventKind::CardPublished,
             EventKind::CardSuperseded,
             EventKind::ChainRevoked,
+            EventKind::KeyknoxErased,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == name)

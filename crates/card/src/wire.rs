@@ -246,6 +246,11 @@ problem_codes! {
     RateLimited => "rate_limited", "Too many requests";
     Unavailable => "unavailable", "The service is temporarily unavailable";
     Internal => "internal", "Internal error";
+    KeyknoxEntryExists => "keyknox_entry_exists", "The Keyknox entry exists; send its hash as the previous hash";
+    KeyknoxHashMismatch => "keyknox_hash_mismatch", "The Keyknox entry changed since its hash was read";
+    KeyknoxValueTooLarge => "keyknox_value_too_large", "The Keyknox meta or value is too large";
+    TooManyReaders => "too_many_readers", "The Keyknox entry would have too many readers";
+    TooManyEntries => "too_many_entries", "The identity owns as many Keyknox entries as allowed";
 }
 
 #[cfg(test)]

@@ -217,6 +217,16 @@ pub struct Limits {
     pub search_cards_per_chain: i64,
     /// Bytes of one answer's cards or events.
     pub answer_bytes: usize,
+    /// Bytes of a Keyknox entry's meta.
+    pub keyknox_meta_bytes: usize,
+    /// Bytes of a Keyknox entry's value.
+    pub keyknox_value_bytes: usize,
+    /// Readers of one Keyknox v2 entry, its owner included.
+    pub keyknox_readers_per_entry: usize,
+    /// Keyknox v2 entries one identity owns.
+    pub keyknox_entries_per_identity: i64,
+    /// Bytes of a Keyknox root, path or key.
+    pub keyknox_name_bytes: usize,
 }
 
 impl Limits {
@@ -231,6 +241,20 @@ impl Limits {
             max_snapshot_bytes: self.snapshot_bytes,
             max_signature_bytes: self.signature_bytes,
             max_card_bytes: self.card_bytes,
+        }
+    }
+}
+
+impl Limits {
+    /// The Keyknox part.
+    pub fn keyknox(&self) -> crate::keyknox::KeyknoxLimits {
+        crate::keyknox::KeyknoxLimits {
+            meta_bytes: self.keyknox_meta_bytes,
+            value_bytes: self.keyknox_value_bytes,
+            readers_per_entry: self.keyknox_readers_per_entry.max(1),
+            entries_per_identity: self.keyknox_entries_per_identity.max(1),
+            name_bytes: self.keyknox_name_bytes.max(1),
+            identity_bytes: self.format().max_identity_bytes,
         }
     }
 }

@@ -7,6 +7,7 @@ use cardinal_card::CardError;
 use cardinal_card::wire::{Problem, ProblemCode};
 
 use crate::directory::DirectoryError;
+use crate::keyknox::KeyknoxError;
 use crate::storage::StorageError;
 
 /// An error answered to a client.
@@ -84,15 +85,15 @@ pub fn status_of(code: ProblemCode) -> StatusCode {
         | InvalidIdentity
         | InvalidCardId
         | TooManyIdentities
-        | PreviousCardNotFound => StatusCode::BAD_REQUEST,
+        | PreviousCardNotFound
+        | TooManyReaders => StatusCode::BAD_REQUEST,
         TokenMissing | TokenInvalid | TokenExpired => StatusCode::UNAUTHORIZED,
         IdentityMismatch | Forbidden => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        CardExists | IdentityTaken | AlreadySuperseded | ChainRevoked | PreviousCardMismatch | TooManyChains => {
-            StatusCode::CONFLICT
-        }
-        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        CardExists | IdentityTaken | AlreadySuperseded | ChainRevoked | PreviousCardMismatch | TooManyChains
+        | KeyknoxEntryExists | KeyknoxHashMismatch | TooManyEntries => StatusCode::CONFLICT,
+        PayloadTooLarge | KeyknoxValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -260,6 +261,45 @@ pub mod virgil {
     pub const TOO_MANY_CHAINS: u32 = 40047;
     /// An answer over `limits.answer_bytes`.
     pub const ANSWER_TOO_LARGE: u32 = 40048;
+
+    /// Keyknox v2 push over an existing entry without a previous hash: Virgil's own code, which
+    /// e3kit maps to `GroupTicketAlreadyExistsError`.
+    pub const KEYKNOX_ENTRY_EXISTS: u32 = 50010;
+    /// A Keyknox previous hash that is not the entry's (the code stand-ins that pass every e3kit
+    /// flow used; the clients look at the 409 only).
+    pub const KEYKNOX_HASH_MISMATCH: u32 = 50017;
+    /// Cardinal's own Keyknox codes, above Virgil's known ones: meta or value over its limit.
+    pub const KEYKNOX_TOO_LARGE: u32 = 50040;
+    /// More readers than `limits.keyknox_readers_per_entry`.
+    pub const KEYKNOX_TOO_MANY_READERS: u32 = 50041;
+    /// More entries than `limits.keyknox_entries_per_identity`.
+    pub const KEYKNOX_TOO_MANY_ENTRIES: u32 = 50042;
+    /// A malformed root, path or key.
+    pub const KEYKNOX_INVALID_NAME: u32 = 50043;
+    /// Only one of meta and value set.
+    pub const KEYKNOX_ONE_SIDED: u32 = 50044;
+    /// A pull by someone the owner did not list as a reader, or with an admin token.
+    pub const KEYKNOX_FORBIDDEN: u32 = 50045;
+}
+
+impl From<KeyknoxError> for ApiError {
+    fn from(error: KeyknoxError) -> Self {
+        use KeyknoxError as E;
+        let detail = error.to_string();
+        let (code, virgil_code) = match error {
+            E::Storage(storage) => return storage.into(),
+            E::Forbidden(_) => (ProblemCode::Forbidden, virgil::KEYKNOX_FORBIDDEN),
+            E::InvalidName(_) => (ProblemCode::InvalidRequest, virgil::KEYKNOX_INVALID_NAME),
+            E::InvalidIdentity(_) => (ProblemCode::InvalidIdentity, 40017),
+            E::OneSided => (ProblemCode::InvalidRequest, virgil::KEYKNOX_ONE_SIDED),
+            E::TooLarge { .. } => (ProblemCode::KeyknoxValueTooLarge, virgil::KEYKNOX_TOO_LARGE),
+            E::TooManyReaders { .. } => (ProblemCode::TooManyReaders, virgil::KEYKNOX_TOO_MANY_READERS),
+            E::TooManyEntries { .. } => (ProblemCode::TooManyEntries, virgil::KEYKNOX_TOO_MANY_ENTRIES),
+            E::EntryExists => (ProblemCode::KeyknoxEntryExists, virgil::KEYKNOX_ENTRY_EXISTS),
+            E::HashMismatch => (ProblemCode::KeyknoxHashMismatch, virgil::KEYKNOX_HASH_MISMATCH),
+        };
+        ApiError::new(code, detail).with_virgil_code(virgil_code)
+    }
 }
 
 /// The same error on the Virgil Cards v5 surface: Virgil's status and numeric code in a
@@ -293,6 +333,12 @@ pub fn virgil_status_and_code(error: &ApiError) -> (StatusCode, u32) {
         PreviousCardMismatch => (StatusCode::BAD_REQUEST, 40032),
         AlreadySuperseded => (StatusCode::BAD_REQUEST, 40037),
         ChainRevoked => (StatusCode::FORBIDDEN, 40310),
+        // Keyknox speaks only the Virgil surface: the native statuses, Keyknox's codes.
+        KeyknoxEntryExists => (StatusCode::CONFLICT, virgil::KEYKNOX_ENTRY_EXISTS),
+        KeyknoxHashMismatch => (StatusCode::CONFLICT, virgil::KEYKNOX_HASH_MISMATCH),
+        KeyknoxValueTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, virgil::KEYKNOX_TOO_LARGE),
+        TooManyReaders => (StatusCode::BAD_REQUEST, virgil::KEYKNOX_TOO_MANY_READERS),
+        TooManyEntries => (StatusCode::CONFLICT, virgil::KEYKNOX_TOO_MANY_ENTRIES),
         PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 30001),
         RequestTimeout => (StatusCode::REQUEST_TIMEOUT, 30001),
         HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, 30001),
@@ -330,6 +376,12 @@ impl ResponseError for VirgilError {
             response.insert_header((header::RETRY_AFTER, seconds));
         }
         response.json(serde_json::json!({"code": code, "message": self.0.detail}))
+    }
+}
+
+impl From<KeyknoxError> for VirgilError {
+    fn from(error: KeyknoxError) -> Self {
+        VirgilError(error.into())
     }
 }
 

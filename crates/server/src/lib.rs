@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod files;
+pub mod keyknox;
 pub mod manage;
 pub mod metrics;
 pub mod ratelimit;

@@ -31,6 +31,12 @@ pub struct Metrics {
     pub token_rejections: IntCounterVec,
     /// Requests refused by a rate limit, by scope (`address`, `identity`).
     pub rate_limited: IntCounterVec,
+    /// Keyknox operations answered, by operation (`v1_get`, `v1_put`, `v1_reset`, `push`,
+    /// `pull`, `keys`, `reset`, `erase`).
+    pub keyknox_operations: IntCounterVec,
+    /// Keyknox writes refused by the hash protocol, by kind (`entry_exists`, `hash_mismatch`):
+    /// clients racing on one entry, or a stale client.
+    pub keyknox_conflicts: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -74,6 +80,18 @@ impl Metrics {
                 "reason",
             )?,
             rate_limited: counter_vec(&registry, "rate_limited_total", "Requests refused by a rate limit", "scope")?,
+            keyknox_operations: counter_vec(
+                &registry,
+                "keyknox_operations_total",
+                "Keyknox operations answered",
+                "operation",
+            )?,
+            keyknox_conflicts: counter_vec(
+                &registry,
+                "keyknox_conflicts_total",
+                "Keyknox writes refused by the hash protocol",
+                "kind",
+            )?,
             registry,
         })
     }

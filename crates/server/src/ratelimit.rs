@@ -37,6 +37,10 @@ pub enum RouteClass {
     Exempt,
 }
 
+/// Where the Virgil clients find Pythia: its errors speak Virgil even before (or where) no route
+/// matches.
+pub const PYTHIA_PREFIX: &str = "/pythia";
+
 /// Which error format a route speaks, attached to the route as resource data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
@@ -54,7 +58,17 @@ impl Surface {
 
     /// The surface of a path that has not been routed yet (as the router sees it: decoded).
     pub fn of_path(path: &str) -> Surface {
-        if path.starts_with(crate::routes::virgil::CARDS_PREFIX) { Surface::Virgil } else { Surface::Native }
+        // Whole path segments: "/keyknoxes" is no Virgil path.
+        let under =
+            |prefix: &str| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if [crate::routes::virgil::CARDS_PREFIX, crate::routes::keyknox::KEYKNOX_PREFIX, PYTHIA_PREFIX]
+            .into_iter()
+            .any(under)
+        {
+            Surface::Virgil
+        } else {
+            Surface::Native
+        }
     }
 
     /// `error` rendered the way this surface speaks.

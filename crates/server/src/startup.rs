@@ -22,10 +22,12 @@ use crate::clock::{self, Clock};
 use crate::config::{CorsSettings, Settings};
 use crate::directory::{Directory, Rules, VersionCache};
 use crate::error::ApiError;
+use crate::keyknox::Keyknox;
 use crate::manage;
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, Surface};
 use crate::routes::health::Readiness;
+use crate::routes::keyknox::KeyknoxBodyLimit;
 use crate::routes::openapi::{Document, DocumentLimits};
 use crate::routes::{self, BodyLimit};
 use crate::storage::sql::{QUEUE_SWEEP, sweep_queue};
@@ -120,6 +122,12 @@ impl Application {
         let tracked = store.clone();
         watchers.push(tokio::spawn(async move { tracked.track_replicas().await }));
         let directory = web::Data::new(directory);
+        let keyknox_limits = settings.limits.keyknox();
+        let keyknox = web::Data::new(Keyknox::new(store.clone(), keyknox_limits, clock.clone()));
+        let keyknox_body = web::Data::new(KeyknoxBodyLimit(BodyLimit {
+            bytes: keyknox_limits.body_bytes().max(settings.limits.body_bytes),
+            timeout: Duration::from_millis(settings.server.request_body_timeout_ms),
+        }));
         let authenticator = web::Data::new(Authenticator::new(
             store.clone(),
             policy,
@@ -168,6 +176,8 @@ impl Application {
             App::new()
                 .app_data(directory.clone())
                 .app_data(admin.clone())
+                .app_data(keyknox.clone())
+                .app_data(keyknox_body.clone())
                 .app_data(authenticator.clone())
                 .app_data(body_limit.clone())
                 .app_data(header_limit.clone())

@@ -50,6 +50,18 @@ impl FromRequest for Body {
         let config = req
             .app_data::<web::Data<BodyLimit>>()
             .map_or(BodyLimit { bytes: 64 * 1024, timeout: std::time::Duration::from_secs(10) }, |l| *l.get_ref());
+        Body::read(req, payload, config)
+    }
+}
+
+impl Body {
+    /// Reads the body within `config` (routes whose bodies may be larger than the service's
+    /// limit, such as Keyknox's ciphertext, read with their own).
+    pub fn read(
+        req: &HttpRequest,
+        payload: &mut Payload,
+        config: BodyLimit,
+    ) -> Pin<Box<dyn Future<Output = Result<Body, ApiError>>>> {
         let limit = config.bytes;
         let declared = req.headers().get(CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
         let mut payload = payload.take();

@@ -5,6 +5,7 @@ mod body;
 mod cards;
 mod console;
 pub mod health;
+pub mod keyknox;
 pub mod openapi;
 mod service_key;
 mod services;
@@ -53,7 +54,10 @@ macro_rules! routes {
                     web::resource($t_path).guard(guard::Method(actix_web::http::Method::$t_method)).to($t_handler),
                 ));
             )*
-            cfg.configure(virgil::configure).configure(openapi::configure).default_service(web::to(unrouted));
+            cfg.configure(virgil::configure)
+                .configure(keyknox::configure)
+                .configure(openapi::configure)
+                .default_service(web::to(unrouted));
         }
     };
 }
@@ -82,6 +86,7 @@ routes! {
         POST "/v1/admin/cards/{id}/revoke" => admin::revoke::admin_revoke_card, Write;
         GET "/v1/admin/identities/{identity}/history" => admin::console_api::identity_history, Read;
         POST "/v1/admin/keys/{kid}/revoke" => admin::console_api::revoke_key, Write;
+        POST "/v1/admin/identities/{identity}/keyknox/erase" => admin::keyknox::erase_keyknox, Write;
     }
 }
 
@@ -92,9 +97,16 @@ pub(crate) fn limited(class: RouteClass, resource: Resource) -> impl HttpService
 }
 
 /// 405 with `Allow` when the path exists under another method, else 404. Limited as a read:
-/// unmatched paths are no way around the limits.
-async fn unrouted(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    ratelimit::admit(&request)?;
+/// unmatched paths are no way around the limits. Rendered the way the path's surface speaks:
+/// Virgil's clients under `/pythia` (and any Virgil prefix without a route yet) read only
+/// `{"code","message"}`.
+async fn unrouted(request: HttpRequest) -> HttpResponse {
+    let surface = ratelimit::Surface::of_path(request.path());
+    native_unrouted(&request).await.unwrap_or_else(|error| surface.render(error))
+}
+
+async fn native_unrouted(request: &HttpRequest) -> Result<HttpResponse, ApiError> {
+    ratelimit::admit(request)?;
     let path = request.path();
     let matching: Vec<&(&str, &str)> =
         ROUTES.iter().filter(|(_, route)| ResourceDef::new(*route).is_match(path)).collect();

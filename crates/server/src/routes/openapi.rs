@@ -41,6 +41,7 @@ use crate::ratelimit::RouteClass;
         admin::console_api::list_keys,
         admin::console_api::revoke_key,
         admin::console_api::overview,
+        admin::keyknox::erase_keyknox,
         service_key::get_service_key,
         health::healthz,
         health::readyz,
@@ -49,6 +50,7 @@ use crate::ratelimit::RouteClass;
         RawSignedModel, RawSignature, CardStatus, CardView<RawSignedModel>, LookupResponse<RawSignedModel>,
         SearchRequest, RevokeRequest, ServiceKeyResponse, EventView, EventsPage, EventBody, EventKind, Problem, ProblemCode,
         TokenInspectRequest, TokenInspection,
+        admin::keyknox::KeyknoxErased,
     )),
     modifiers(&Security),
     tags(
@@ -136,6 +138,7 @@ fn constrain(document: &mut Value, limits: &DocumentLimits) {
         for parameter in parameters.into_iter().flatten() {
             let schema = match parameter["name"].as_str() {
                 Some("id") => json!({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+                Some("identity") if parameter["in"] == "path" => identity_schema(limits),
                 Some("identity") => identity_batch_schema(limits),
                 Some("after") => json!({"type": "integer", "format": "int64", "minimum": 0}),
                 Some("limit") => {
@@ -190,6 +193,10 @@ const ROUTE_PROBLEMS: &[(&str, &[(&str, &str)])] = &[
         &[("400", "invalid_request, invalid_card_id"), ("403", "forbidden (not an admin token)"), ("404", "not_found")],
     ),
     ("get /v1/admin/events", &[("400", "invalid_request"), ("403", "forbidden (not an admin token)")]),
+    (
+        "post /v1/admin/identities/{identity}/keyknox/erase",
+        &[("400", "invalid_identity"), ("403", "forbidden (not an admin token)")],
+    ),
 ];
 
 /// What every route can answer, stated once instead of in every handler's annotation: its own

@@ -61,6 +61,15 @@ pub mod constraint {
     /// A row refers to one that does not exist.
     pub const FOREIGN_KEY: &str = "foreign_key";
 
+    /// A v2 push without a previous hash found the entry existing.
+    pub const KEYKNOX_ENTRY_EXISTS: &str = "keyknox_entry_exists";
+    /// A Keyknox write's previous hash is not the entry's current one.
+    pub const KEYKNOX_HASH_MISMATCH: &str = "keyknox_hash_mismatch";
+    /// The owner has as many Keyknox entries as allowed.
+    pub const KEYKNOX_ENTRIES_PER_IDENTITY: &str = "keyknox_entries_per_identity";
+    /// The entry would have more readers than allowed.
+    pub const KEYKNOX_READERS_PER_ENTRY: &str = "keyknox_readers_per_entry";
+
     /// Every name, for the backends' translations.
     pub const ALL: [&str; 9] = [
         CARDS_PKEY,

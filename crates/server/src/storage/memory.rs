@@ -17,6 +17,8 @@ use super::{
 };
 use crate::domain::{AppId, CardId, Identity};
 
+mod keyknox;
+
 #[derive(Debug)]
 struct App {
     record: AppRecord,
@@ -43,6 +45,7 @@ struct State {
     cards: HashMap<(AppId, CardId), CardRecord>,
     states: HashMap<(AppId, Identity), IdentityState>,
     epoch: String,
+    keyknox: keyknox::Keyknox,
 }
 
 impl State {

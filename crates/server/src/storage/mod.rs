@@ -1,8 +1,9 @@
 //! Storage, split by who needs what: the keys auth checks ([`ApiKeyStore`]), the apps the rules
 //! read ([`AppStore`]), the cards the directory reads and writes ([`CardStore`]), the event log
-//! ([`EventLog`]) and what operators need ([`Operations`]). [`Store`] is all of them, as one
-//! database provides them; each caller holds only the part it uses. A new capability adds its own
-//! trait (and file) beside these.
+//! ([`EventLog`]), what operators need ([`Operations`]) and Keyknox's entries
+//! ([`KeyknoxStore`], in `keyknox.rs`). [`Store`] is all of them, as one database provides them;
+//! each caller holds only the part it uses. A new capability adds its own trait (and file) beside
+//! these.
 //!
 //! Two implementations: [`sql::SqlStore`], written once for PostgreSQL and SQLite, and
 //! [`memory::MemoryStore`], for the rules' unit tests. `tests/storage` holds both to the same
@@ -13,6 +14,7 @@ mod changes;
 mod error;
 mod events;
 mod identity_state;
+pub mod keyknox;
 pub mod memory;
 mod records;
 pub mod sql;
@@ -27,6 +29,7 @@ pub use changes::{
 pub use error::{StorageError, constraint};
 pub use events::{EventDraft, GENESIS, SealedEvent, seal};
 pub use identity_state::{ActiveDigest, IdentityState, active_digest, digest_text, parse_digest};
+pub use keyknox::KeyknoxStore;
 pub use records::{
     ActiveLookup, ApiKeyRecord, AppRecord, CardRecord, CardsQuery, EventRow, EventsQuery, NewCard, Placement,
     PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation, Schema,
@@ -213,9 +216,9 @@ pub trait Operations: Send + Sync + 'static {
 }
 
 /// Everything one database provides.
-pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + Operations + admin::AdminStore {}
+pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + Operations + admin::AdminStore + KeyknoxStore {}
 
-impl<T: AppStore + ApiKeyStore + CardStore + EventLog + Operations + admin::AdminStore> Store for T {}
+impl<T: AppStore + ApiKeyStore + CardStore + EventLog + Operations + admin::AdminStore + KeyknoxStore> Store for T {}
 
 /// Opens the store that `url` names.
 pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Arc<dyn Store>, StorageError> {

@@ -2,5 +2,6 @@
 
 pub mod console_api;
 pub mod events;
+pub mod keyknox;
 pub mod revoke;
 pub mod tokens;

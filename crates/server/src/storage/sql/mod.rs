@@ -11,6 +11,7 @@ mod cards;
 mod db;
 mod dialect;
 mod events;
+mod keyknox;
 mod migrate;
 mod ops;
 mod postgres;
