@@ -201,3 +201,27 @@ crate::on_both_backends!(
     token_inspection_is_for_the_admins_of_the_keys_app_only,
     doctor_passes_a_healthy_deployment_and_names_what_is_broken,
 );
+
+/// Long operations show a spinner to a person at a terminal and nothing to a script.
+#[test]
+fn progress_shows_on_a_terminal_and_never_in_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let piped = run_binary(dir.path(), &[], &["migrate"]);
+    assert!(piped.status.success());
+    assert_eq!(String::from_utf8_lossy(&piped.stderr), "", "nothing but the result in a pipe");
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "migrations applied");
+    // `script` gives the command a pseudo-terminal, as an operator's shell would.
+    let command = format!("{} migrate", env!("CARGO_BIN_EXE_cardinal"));
+    let shown = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env_remove("CARDINAL_CONFIG")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("script (util-linux) runs");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("applying migrations"), "a spinner on a terminal: {text:?}");
+    assert!(text.contains("migrations applied"), "{text:?}");
+    let quiet = run_binary(dir.path(), &[], &["migrate", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+}
