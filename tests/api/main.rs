@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_reads;
+mod answer_cache;
 mod bootstrap;
 mod caching;
 mod compose;

@@ -178,6 +178,8 @@ pub struct CacheSettings {
     /// How long memory is trusted past the newest probe the listener heard back, in
     /// milliseconds: the bound on a stale answer when notifications silently stop.
     pub identity_versions_trust_ms: u64,
+    /// Bytes of identities' active cards kept for lookups (the answer cache); 0: none.
+    pub answer_bytes: u64,
 }
 
 /// `[limits]`

@@ -20,7 +20,7 @@ use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
 use crate::backup::ServingLock;
 use crate::clock::{self, Clock};
 use crate::config::{CorsSettings, Settings};
-use crate::directory::{Directory, Rules, VersionCache};
+use crate::directory::{AnswerCache, Directory, Rules, VersionCache};
 use crate::error::ApiError;
 use crate::keyknox::Keyknox;
 use crate::manage;
@@ -119,6 +119,14 @@ impl Application {
                 feed.watch_changes(cache.probe_every(), &|heard| cache.hear(heard)).await;
             }));
         }
+        let answers = if settings.cache.answer_bytes > 0 {
+            let cache =
+                Arc::new(AnswerCache::new(settings.cache.answer_bytes).map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
+            directory = directory.with_answer_cache(cache.clone());
+            Some(cache)
+        } else {
+            None
+        };
         let tracked = store.clone();
         watchers.push(tokio::spawn(async move { tracked.track_replicas().await }));
         let directory = web::Data::new(directory);
@@ -156,6 +164,11 @@ impl Application {
             timeout: Duration::from_millis(settings.database.readiness_timeout_ms),
         });
         let metrics = web::Data::new(Metrics::new(store.clone()).map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
+        if let Some(answers) = &answers {
+            for counter in [&answers.hits, &answers.misses] {
+                metrics.registry.register(Box::new(counter.clone())).map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+            }
+        }
         let limiter = web::Data::from(RateLimiter::new(&settings.rate_limits));
         let metrics_inline = settings.metrics.enabled && settings.metrics.listen.is_empty();
         let prometheus = {

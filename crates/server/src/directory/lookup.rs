@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cardinal_card::CardId;
 
 use super::etag::{IfNoneMatch, card_etag, lookup_etag};
-use super::{Card, Directory, DirectoryError};
+use super::{AnswerCache, Card, Directory, DirectoryError};
 use crate::domain::{Caller, Identity, KeyRole};
 use crate::storage::{CardRecord, CardsQuery, IdentityState, ReadFrom};
 
@@ -81,6 +81,9 @@ impl Directory {
         identities: &[Identity],
         condition: &IfNoneMatch,
     ) -> Result<Lookup<CardsByIdentity>, DirectoryError> {
+        if let Some(answers) = &self.answers {
+            return self.lookup_with_answers(answers, caller, identities, condition).await;
+        }
         // A client that revalidates may hold a tag newer than a lagging replica's answer (it saw a
         // revocation there first): its answer comes from the primary, or it would go back in
         // time. Only a first lookup may come from a replica.
@@ -106,18 +109,82 @@ impl Directory {
         caller: &Caller,
         identities: &[Identity],
     ) -> Result<(String, bool), DirectoryError> {
-        let tag = |states: &[(Identity, IdentityState)]| lookup_etag(&caller.app_id, identities, states);
+        let (states, from_memory) = self.current_states(caller, identities).await?;
+        Ok((lookup_etag(&caller.app_id, identities, &states), from_memory))
+    }
+
+    /// The identities' current states (those that never had a card are absent), from memory
+    /// while it is trusted, else from the primary; and whether they came from memory.
+    async fn current_states(
+        &self,
+        caller: &Caller,
+        identities: &[Identity],
+    ) -> Result<(Vec<(Identity, IdentityState)>, bool), DirectoryError> {
         let Some(cache) = &self.versions else {
-            let states = self.cards.identity_states(&caller.app_id, identities).await?;
-            return Ok((tag(&states), false));
+            return Ok((self.cards.identity_states(&caller.app_id, identities).await?, false));
         };
         if let Some(states) = cache.get_all(&caller.app_id, identities) {
-            return Ok((tag(&states), true));
+            return Ok((states, true));
         }
         let generation = cache.generation();
         let states = self.cards.identity_states(&caller.app_id, identities).await?;
         cache.remember(generation, &caller.app_id, identities, &states);
-        Ok((tag(&states), false))
+        Ok((states, false))
+    }
+
+    /// A lookup assembled from the answer cache: the current states decide the tag (and a
+    /// 304) exactly as without it; identities whose cards are remembered at their current state
+    /// need no read, and the others are read together in one statement, which also fills the
+    /// cache. The tag is of the states the answer's cards belong to.
+    async fn lookup_with_answers(
+        &self,
+        answers: &AnswerCache,
+        caller: &Caller,
+        identities: &[Identity],
+        condition: &IfNoneMatch,
+    ) -> Result<Lookup<CardsByIdentity>, DirectoryError> {
+        let app_id = &caller.app_id;
+        let (mut states, from_memory) = self.current_states(caller, identities).await?;
+        let etag = lookup_etag(app_id, identities, &states);
+        if condition.matches(&etag) {
+            return Ok(Lookup::NotModified { etag, counters_from_memory: from_memory });
+        }
+        let mut cards = Vec::new();
+        let mut missing = Vec::new();
+        for (identity, state) in &states {
+            match answers.get(app_id, identity, *state) {
+                Some(remembered) => cards.extend(remembered),
+                None => missing.push(identity.clone()),
+            }
+        }
+        if missing.is_empty() {
+            let bytes: usize = cards.iter().map(|card: &CardRecord| card.raw.len()).sum();
+            if bytes > self.rules.answer_bytes {
+                return Err(DirectoryError::AnswerTooLarge { max: self.rules.answer_bytes });
+            }
+            return Ok(Lookup::Found { etag, value: group_by_identity(identities, cards) });
+        }
+        // Read from the primary: the states above may be the primary's, and an answer must not
+        // go back in time from them.
+        let read = self.cards.lookup_active(self.query(caller, &missing, ReadFrom::Primary)).await?;
+        for identity in &missing {
+            let state = read.states.iter().find(|(read_identity, _)| read_identity == identity).map(|(_, s)| *s);
+            if let Some(state) = state {
+                let theirs = read.cards.iter().filter(|card| card.identity == *identity).cloned().collect();
+                answers.put(app_id, identity, state, theirs);
+            }
+        }
+        // The read may have seen newer states than memory did: the tag follows the cards.
+        states.retain(|(identity, _)| !missing.contains(identity));
+        states.extend(read.states);
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        cards.extend(read.cards);
+        let bytes: usize = cards.iter().map(|card| card.raw.len()).sum();
+        if bytes > self.rules.answer_bytes {
+            return Err(DirectoryError::AnswerTooLarge { max: self.rules.answer_bytes });
+        }
+        let etag = lookup_etag(app_id, identities, &states);
+        Ok(Lookup::Found { etag, value: group_by_identity(identities, cards) })
     }
 
     /// The active cards of each identity, newest first; every identity is a key. For batches

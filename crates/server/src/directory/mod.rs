@@ -6,6 +6,7 @@
 //! (`revoke.rs`) and the event log (`events.rs`); `etag.rs` decides revalidations for lookups and
 //! single cards alike; `versions.rs` keeps the identities' change counters in memory.
 
+mod answers;
 mod etag;
 mod events;
 mod lookup;
@@ -27,6 +28,7 @@ use crate::clock::Clock;
 use crate::domain::{AppId, CardsPerIdentity};
 use crate::storage::{AppStore, CardRecord, CardStore, EventLog, StorageError, Store};
 
+pub use answers::AnswerCache;
 pub use etag::{IfNoneMatch, card_etag, lookup_etag};
 pub use lookup::{CardsByIdentity, Count, Lookup};
 pub use revoke::Revoker;
@@ -169,6 +171,8 @@ pub struct Directory {
     policies: RwLock<HashMap<AppId, CardsPerIdentity>>,
     /// Identity change counters in memory, when the store can say what changed.
     versions: Option<Arc<VersionCache>>,
+    /// Identities' active cards by state, when configured.
+    answers: Option<Arc<AnswerCache>>,
 }
 
 impl Directory {
@@ -183,12 +187,20 @@ impl Directory {
             clock,
             policies: RwLock::default(),
             versions: None,
+            answers: None,
         }
     }
 
     /// Serves identity change counters from `cache` while it is live (see [`VersionCache`]).
     pub fn with_version_cache(mut self, cache: Arc<VersionCache>) -> Self {
         self.versions = Some(cache);
+        self
+    }
+
+    /// Answers lookups from `cache` wherever the identity's current state is known to match
+    /// (see [`AnswerCache`]).
+    pub fn with_answer_cache(mut self, cache: Arc<AnswerCache>) -> Self {
+        self.answers = Some(cache);
         self
     }
 
