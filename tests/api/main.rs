@@ -14,6 +14,7 @@ mod helpers;
 mod hostile;
 mod lifecycle;
 mod operations;
+mod pythia;
 mod rejections;
 mod resilience;
 mod sdk;

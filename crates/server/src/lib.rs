@@ -15,6 +15,7 @@ pub mod error;
 pub mod files;
 pub mod manage;
 pub mod metrics;
+pub mod pythia;
 pub mod ratelimit;
 pub mod routes;
 pub mod startup;

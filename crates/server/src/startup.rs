@@ -23,6 +23,7 @@ use crate::directory::{Directory, Rules, VersionCache};
 use crate::error::ApiError;
 use crate::manage;
 use crate::metrics::Metrics;
+use crate::pythia::Brainkeys;
 use crate::ratelimit::{RateLimiter, Surface};
 use crate::routes::health::Readiness;
 use crate::routes::openapi::{Document, DocumentLimits};
@@ -66,13 +67,16 @@ impl Application {
         let serving = ServingLock::shared(settings.database.url.expose_secret())?;
         let store = open_store(&settings).await?;
         let service_key = manage::load_service_key(&settings.service)?;
+        // Only a deployment that serves Pythia needs (and creates) its secret.
+        let pythia_secret =
+            if settings.pythia.enabled { Some(crate::pythia::load_secret(&settings.pythia)?) } else { None };
         manage::bootstrap(store.as_ref(), clock.as_ref(), &settings).await?;
         // Events a crash left queued (committed changes whose round never ran) go into the log
         // before anything is served.
         sweep_queue(store.as_ref()).await;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
-        let mut app = Self::serve(settings, store, service_key, listener, clock)?;
+        let mut app = Self::serve(settings, store, service_key, pythia_secret, listener, clock)?;
         app.serving = serving;
         Ok(app)
     }
@@ -81,6 +85,7 @@ impl Application {
         settings: Settings,
         store: Arc<dyn Store>,
         service_key: cardinal_card::SigningKey,
+        pythia_secret: Option<cardinal_pythia::Secret>,
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
@@ -131,6 +136,8 @@ impl Application {
             })
             .context("building the OpenAPI document")?,
         );
+        let brainkeys = pythia_secret.map(|secret| web::Data::new(Brainkeys::new(secret, &settings.pythia)));
+        let pythia_enabled = brainkeys.is_some();
         let header_limit = web::Data::new(HeaderLimit(settings.limits.header_bytes));
         let body_limit = web::Data::new(BodyLimit {
             bytes: settings.limits.body_bytes,
@@ -173,7 +180,12 @@ impl Application {
                 .app_data(
                     web::PathConfig::default().error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
                 )
-                .configure(routes::configure)
+                .configure(|cfg| {
+                    if let Some(brainkeys) = &brainkeys {
+                        cfg.app_data(brainkeys.clone());
+                    }
+                    routes::configure(cfg, pythia_enabled);
+                })
                 // Outermost last: ids and logs cover everything, CORS answers preflights, and
                 // metrics count the requests that limits (applied per route) refuse.
                 .wrap(from_fn(guard_requests))

@@ -5,6 +5,7 @@ mod body;
 mod cards;
 pub mod health;
 pub mod openapi;
+pub mod pythia;
 mod service_key;
 mod services;
 mod view;
@@ -33,8 +34,8 @@ macro_rules! routes {
         /// Every native route, as (method, path template).
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)* $((stringify!($t_method), $t_path),)*];
 
-        /// Registers every route of the service.
-        pub fn configure(cfg: &mut web::ServiceConfig) {
+        /// Registers every route of the service (Pythia's when `pythia_enabled`).
+        pub fn configure(cfg: &mut web::ServiceConfig, pythia_enabled: bool) {
             $(
                 cfg.service(limited(
                     RouteClass::$class,
@@ -52,7 +53,10 @@ macro_rules! routes {
                     web::resource($t_path).guard(guard::Method(actix_web::http::Method::$t_method)).to($t_handler),
                 ));
             )*
-            cfg.configure(virgil::configure).configure(openapi::configure).default_service(web::to(unrouted));
+            cfg.configure(virgil::configure)
+                .configure(|cfg| pythia::configure(cfg, pythia_enabled))
+                .configure(openapi::configure)
+                .default_service(web::to(unrouted));
         }
     };
 }

@@ -15,7 +15,7 @@ use crate::ratelimit::{self, RouteClass, Surface};
 use crate::routes::body::Body;
 use crate::routes::limited;
 use crate::routes::services::Services;
-use extract::Virgil;
+pub(crate) use extract::Virgil;
 
 /// The header the SDK reads to mark a fetched card outdated (sic: Virgil's spelling).
 pub const SUPERSEDED_HEADER: &str = "x-virgil-is-superseeded";
