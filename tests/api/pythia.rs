@@ -89,7 +89,7 @@ async fn pythia_refuses_every_malformed_input_with_a_stable_code(backend: Backen
     assert_virgil_error(anonymous, 401, 20300).await;
     // The rest of /pythia speaks Virgil's shape too.
     let get = app.client.get(app.url("/pythia/v1/brainkey")).header("Authorization", &auth).send().await.unwrap();
-    assert_virgil_error(get, 405, 10001).await;
+    assert_eq!(assert_virgil_error(get, 405, 10001).await["allow"], "POST");
     let unknown = app.client.post(app.url("/pythia/v1/password")).header("Authorization", &auth).send().await.unwrap();
     assert_virgil_error(unknown, 404, 10001).await;
 }
@@ -129,6 +129,21 @@ async fn pythia_is_not_served_when_disabled(backend: Backend) {
     let app = spawn_app_with(backend, Options { settings, ..Options::default() }).await;
     let auth = format!("Virgil {}", app.virgil_token("alice"));
     assert_virgil_error(brainkey(&app, &auth, &json!({ "blinded_password": blinded(0) })).await, 404, 10001).await;
+    let document: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(document["paths"]["/pythia/v1/brainkey"].is_null(), "an unserved route is not documented");
+}
+
+async fn pythia_is_documented_with_its_virgil_codes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let document: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let operation = &document["paths"]["/pythia/v1/brainkey"]["post"];
+    for code in ["60101", "60102", "60103", "60104", "60105", "60106"] {
+        assert!(operation["responses"]["400"]["description"].as_str().unwrap().contains(code), "{code}");
+    }
+    assert!(operation["responses"]["429"]["description"].as_str().unwrap().contains("60007"));
+    let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["properties"]["brainkey_id"]["maxLength"], 128);
+    assert_eq!(document["components"]["schemas"]["VirgilError"]["required"], json!(["code", "message"]));
 }
 
 crate::on_both_backends!(
@@ -136,4 +151,5 @@ crate::on_both_backends!(
     pythia_refuses_every_malformed_input_with_a_stable_code,
     pythia_throttles_a_burst_of_guesses_per_identity_and_per_address,
     pythia_is_not_served_when_disabled,
+    pythia_is_documented_with_its_virgil_codes,
 );

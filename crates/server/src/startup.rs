@@ -133,6 +133,7 @@ impl Application {
                 identities_per_lookup: settings.limits.identities_per_lookup,
                 events_page_max: settings.limits.events_page_max,
                 reason_max_bytes: settings.limits.reason_max_bytes,
+                pythia_brainkey_id_max_bytes: settings.pythia.enabled.then_some(settings.pythia.brainkey_id_max_bytes),
             })
             .context("building the OpenAPI document")?,
         );

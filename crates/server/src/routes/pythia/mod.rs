@@ -1,7 +1,7 @@
 //! The Pythia surface (`/pythia/v1`), as e3kit and virgil-pythia call it: Virgil's
 //! `{"code","message"}` errors on every answer, 404 and 405 included.
 
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
@@ -34,8 +34,11 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, VirgilError> {
     Err(ApiError::not_found("no such route").into())
 }
 
-async fn not_allowed() -> Result<HttpResponse, VirgilError> {
-    Err(ApiError::new(cardinal_card::wire::ProblemCode::MethodNotAllowed, "this route takes POST").into())
+async fn not_allowed() -> HttpResponse {
+    let error = ApiError::new(cardinal_card::wire::ProblemCode::MethodNotAllowed, "this route takes POST");
+    let mut response = actix_web::ResponseError::error_response(&VirgilError(error));
+    response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response
 }
 
 #[derive(Debug, Deserialize)]
