@@ -234,3 +234,21 @@ fn q_is_in_g2_and_not_the_generator() {
     assert!(!key.q.is_zero());
     assert_ne!(key.q, G2Affine::generator());
 }
+
+#[test]
+fn q_s_hash_is_rfc_9380_s_bls12381g2_suite() {
+    // RFC 9380, appendix J.10.1, msg = "".
+    type Hasher =
+        MapToCurveBasedHasher<G2Projective, DefaultFieldHasher<Sha256, 128>, WBMap<ark_bls12_381::g2::Config>>;
+    let hasher = Hasher::new(b"QUUX-V01-CS02-with-BLS12381G2_XMD:SHA-256_SSWU_RO_").unwrap();
+    let point = hasher.hash(b"").unwrap();
+    let hex_of = |value: &Fq| hex::encode(value.into_bigint().to_bytes_be());
+    assert_eq!(
+        hex_of(&point.x.c0),
+        "0141ebfbdca40eb85b87142e130ab689c673cf60f1a3e98d69335266f30d9b8d4ac44c1038e9dcdd5393faf5c41fb78a"
+    );
+    assert_eq!(
+        hex_of(&point.x.c1),
+        "05cb8437535e20ecffaef7752baddf98034139c38452458baeefab379ba13dff5bf5dd71b72418717047f5b0f37da03d"
+    );
+}
