@@ -15,8 +15,8 @@
 //!   and prefix, a non-canonical x, an x with no point, and points outside the prime-order
 //!   subgroup (G1's cofactor has small factors, so a point of small order would leak `k` modulo
 //!   them).
-//! - **Seed**: 384 bytes, relic's packed form of f = e(k·x, Q) in Fp12 = Fp6[w]/(w²−v), Fp6 =
-//!   Fp2[v]/(v³−(u+1)), Fp2 = Fp[u]/(u²+1): `f.c0.c1 ‖ f.c0.c2 ‖ f.c1.c0 ‖ f.c1.c2`, each Fp2 as
+//! - **Seed**: 384 bytes, relic's packed form of f = e(k·x, Q) in `Fp12 = Fp6[w]/(w²−v)`,
+//!   `Fp6 = Fp2[v]/(v³−(u+1))`, `Fp2 = Fp[u]/(u²+1)`: `f.c0.c1 ‖ f.c0.c2 ‖ f.c1.c0 ‖ f.c1.c2`, each Fp2 as
 //!   `c0 ‖ c1`, each Fp 48 bytes big-endian. The client recomputes `f.c0.c0` and `f.c1.c1`.
 //!
 //! ## Per-user keys ([`Secret::key_for`], derivation v1)
