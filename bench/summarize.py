@@ -25,6 +25,17 @@ for r in rows:
 
 print("\nratios and targets")
 for (backend, size, scenario), r in sorted(by.items()):
+    if scenario != "pythia_brainkey":
+        continue
+    quiet = by.get((backend, size, "lookup_single_quiet"))
+    storm = by.get((backend, size, "lookup_single_storm"))
+    line = f"  pythia ({backend} {size}): brainkey {rps(r):.0f} evaluations/s, p99 {r['wrk']['p99_us']/1000:.2f} ms"
+    if quiet and storm:
+        ratio = storm["wrk"]["p99_us"] / max(quiet["wrk"]["p99_us"], 1)
+        line += (f"; single-lookup p99 {quiet['wrk']['p99_us']/1000:.2f} ms quiet, "
+                 f"{storm['wrk']['p99_us']/1000:.2f} ms during a brainkey storm = {ratio:.2f}x (target <= 2)")
+    print(line)
+for (backend, size, scenario), r in sorted(by.items()):
     if scenario != "lookup_batch50":
         continue
     full = rps(r)

@@ -120,6 +120,7 @@ fn production_settings_turn_off_the_conveniences() {
         .expect("production.toml is valid");
     assert!(!settings.bootstrap.enabled);
     assert!(!settings.service.generate_signing_key);
+    assert!(!settings.pythia.generate_secret, "every instance must share one provisioned Pythia secret");
     assert_eq!(settings.log.format, cardinal_server::config::LogFormat::Json);
     use secrecy::ExposeSecret;
     assert!(settings.database.url.expose_secret().starts_with("postgres://"));

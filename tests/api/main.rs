@@ -19,6 +19,7 @@ mod keyknox;
 mod lifecycle;
 mod operations;
 mod operator;
+mod pythia;
 mod rejections;
 mod resilience;
 mod sdk;

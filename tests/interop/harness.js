@@ -21,15 +21,19 @@ async function startCardinal() {
   // No skew, so that the token-expiry test does not have to wait a minute.
   env.CARDINAL_AUTH__CLOCK_SKEW_SECS = '0';
 
-  const appId = `interop-${crypto.randomBytes(4).toString('hex')}`;
-  const kid = `${appId}-key`;
-  const keyFile = path.join(dir, 'api-key.pem');
-  execFileSync(BIN, ['app', 'create', appId], { env, cwd: dir, stdio: 'pipe' });
-  execFileSync(BIN, ['key', 'generate', '--app', appId, '--role', 'app', '--out', keyFile, '--kid', kid], {
-    env, cwd: dir, stdio: 'pipe',
-  });
-  const pem = fs.readFileSync(keyFile, 'utf8');
-  const apiKeyDer = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  // Another app and its app-role key, made with the CLI as an operator would.
+  const addApp = () => {
+    const appId = `interop-${crypto.randomBytes(4).toString('hex')}`;
+    const kid = `${appId}-key`;
+    const keyFile = path.join(dir, `${appId}.pem`);
+    execFileSync(BIN, ['app', 'create', appId], { env, cwd: dir, stdio: 'pipe' });
+    execFileSync(BIN, ['key', 'generate', '--app', appId, '--role', 'app', '--out', keyFile, '--kid', kid], {
+      env, cwd: dir, stdio: 'pipe',
+    });
+    const pem = fs.readFileSync(keyFile, 'utf8');
+    return { appId, kid, apiKeyDer: Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64') };
+  };
+  const { appId, kid, apiKeyDer } = addApp();
 
   const child = spawn(BIN, ['serve'], { env, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   const log = [];
@@ -49,7 +53,7 @@ async function startCardinal() {
   const url = `http://127.0.0.1:${port}`;
   const serviceKey = (await (await fetch(`${url}/v1/service-key`)).json()).public_key;
   return {
-    url, appId, kid, apiKeyDer, serviceKey, dir, log,
+    url, appId, kid, apiKeyDer, serviceKey, dir, log, addApp,
     stop: () => new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGTERM'); }),
   };
 }

@@ -23,6 +23,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// The service's countersigning key.
     pub service: ServiceSettings,
+    /// Pythia brainkey (e3kit's password-derived backup keys).
+    pub pythia: PythiaSettings,
     /// First-start app and key.
     pub bootstrap: BootstrapSettings,
     /// Defaults for new apps.
@@ -136,6 +138,26 @@ pub struct ServiceSettings {
     /// The key itself, instead of the file.
     #[serde(default)]
     pub signing_key: Option<SecretString>,
+}
+
+/// `[pythia]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct PythiaSettings {
+    /// Serve `POST /pythia/v1/brainkey` at all.
+    pub enabled: bool,
+    /// The file holding the secret every backup key derives from.
+    pub secret_file: PathBuf,
+    /// Create it if missing.
+    pub generate_secret: bool,
+    /// The secret itself, instead of the file.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// Evaluations running at once; 0: half the cores, at least one.
+    pub max_concurrent_evaluations: usize,
+    /// How long a request waits for an evaluation slot before 503, in milliseconds.
+    pub queue_timeout_ms: u64,
+    /// Longest `brainkey_id`, in bytes.
+    pub brainkey_id_max_bytes: usize,
 }
 
 /// `[bootstrap]`
@@ -315,6 +337,16 @@ mod tests {
             .unwrap();
         assert_eq!(with_password.database.url.expose_secret(), "postgres://u:hunter2@h/db");
         assert!(!format!("{with_password:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_provisioned_pythia_secret_is_redacted_in_debug() {
+        let secret = "cardinal-pythia-v1:c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IHNlY3I=";
+        let settings: Settings =
+            Figment::from(Toml::string(DEFAULT_CONFIG)).merge(("pythia.secret", secret)).extract().unwrap();
+        assert_eq!(settings.pythia.secret.as_ref().unwrap().expose_secret(), secret);
+        assert!(!format!("{settings:?}").contains("c2VjcmV0"));
+        assert!(settings.pythia.enabled && settings.pythia.generate_secret);
     }
 
     #[test]

@@ -39,7 +39,8 @@ impl ApiError {
         self
     }
 
-    fn with_virgil_code(mut self, code: u32) -> Self {
+    /// Sets Virgil's finer numeric code.
+    pub fn with_virgil_code(mut self, code: u32) -> Self {
         self.virgil_code = Some(code);
         self
     }
@@ -299,6 +300,47 @@ impl From<KeyknoxError> for ApiError {
             E::HashMismatch => (ProblemCode::KeyknoxHashMismatch, virgil::KEYKNOX_HASH_MISMATCH),
         };
         ApiError::new(code, detail).with_virgil_code(virgil_code)
+    }
+}
+
+/// Cardinal's numeric codes for refused Pythia requests (Virgil's own are not published, apart
+/// from 60007, throttled, which e3kit retries: `ratelimit::PYTHIA_THROTTLED`).
+pub mod pythia_codes {
+    /// `blinded_password` is not base64.
+    pub const NOT_BASE64: u32 = 60101;
+    /// Not 49 bytes with prefix 0x02 or 0x03 (relic's compressed G1 point).
+    pub const NOT_A_COMPRESSED_POINT: u32 = 60102;
+    /// x is not below p.
+    pub const NON_CANONICAL: u32 = 60103;
+    /// No point of the curve has this x.
+    pub const NOT_ON_CURVE: u32 = 60104;
+    /// The identity, or a point outside the prime-order subgroup.
+    pub const NOT_IN_SUBGROUP: u32 = 60105;
+    /// `brainkey_id` is too long.
+    pub const BRAINKEY_ID_TOO_LONG: u32 = 60106;
+    /// An admin token asked for a brainkey.
+    pub const NOT_A_USER: u32 = 60107;
+}
+
+impl From<crate::pythia::PythiaError> for ApiError {
+    fn from(error: crate::pythia::PythiaError) -> Self {
+        use crate::pythia::PythiaError as E;
+        use cardinal_pythia::BlindedPasswordError as B;
+        let detail = error.to_string();
+        let virgil = match &error {
+            E::BlindedPassword(B::NotBase64) => pythia_codes::NOT_BASE64,
+            E::BlindedPassword(B::Length(_) | B::Prefix(_)) => pythia_codes::NOT_A_COMPRESSED_POINT,
+            E::BlindedPassword(B::NonCanonical) => pythia_codes::NON_CANONICAL,
+            E::BlindedPassword(B::NotOnCurve) => pythia_codes::NOT_ON_CURVE,
+            E::BlindedPassword(B::NotInSubgroup) => pythia_codes::NOT_IN_SUBGROUP,
+            E::BrainkeyIdTooLong { .. } => pythia_codes::BRAINKEY_ID_TOO_LONG,
+            E::NotAUser => {
+                return ApiError::new(ProblemCode::Forbidden, detail).with_virgil_code(pythia_codes::NOT_A_USER);
+            }
+            E::Busy => return ApiError::new(ProblemCode::Unavailable, detail),
+            E::Failed(_) => return ApiError::internal(&error),
+        };
+        ApiError::invalid_request(detail).with_virgil_code(virgil)
     }
 }
 

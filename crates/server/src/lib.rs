@@ -18,6 +18,7 @@ pub mod files;
 pub mod keyknox;
 pub mod manage;
 pub mod metrics;
+pub mod pythia;
 pub mod ratelimit;
 pub mod routes;
 pub mod startup;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::ratelimit::RouteClass;
 
 use crate::storage::Operations;
 
@@ -37,6 +39,13 @@ pub struct Metrics {
     /// Keyknox writes refused by the hash protocol, by kind (`entry_exists`, `hash_mismatch`):
     /// clients racing on one entry, or a stale client.
     pub keyknox_conflicts: IntCounterVec,
+    /// Pythia brainkey requests refused by their rate limit, by scope (`address`, `identity`):
+    /// throttled password guesses, or a user's flows squeezed by a budget set too low.
+    pub pythia_throttled: IntCounterVec,
+    /// Pythia brainkey requests answered, by outcome (`ok`, `invalid`, `busy`).
+    pub pythia_evaluations: IntCounterVec,
+    /// Seconds one evaluation took on its blocking thread.
+    pub pythia_evaluation_seconds: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -92,8 +101,37 @@ impl Metrics {
                 "Keyknox writes refused by the hash protocol",
                 "kind",
             )?,
+            pythia_throttled: counter_vec(
+                &registry,
+                "pythia_throttled_total",
+                "Pythia brainkey requests refused by their rate limit",
+                "scope",
+            )?,
+            pythia_evaluations: counter_vec(
+                &registry,
+                "pythia_evaluations_total",
+                "Pythia brainkey requests answered, by outcome",
+                "outcome",
+            )?,
+            pythia_evaluation_seconds: {
+                let histogram = Histogram::with_opts(
+                    HistogramOpts::new("pythia_evaluation_seconds", "CPU time of one Pythia brainkey evaluation")
+                        .namespace("cardinal")
+                        .buckets(vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128]),
+                )?;
+                registry.register(Box::new(histogram.clone()))?;
+                histogram
+            },
             registry,
         })
+    }
+
+    /// Counts a request a rate limit of `class` refused, by scope (`address`, `identity`).
+    pub fn refused(&self, class: RouteClass, scope: &str) {
+        self.rate_limited.with_label_values(&[scope]).inc();
+        if class == RouteClass::Brainkey {
+            self.pythia_throttled.with_label_values(&[scope]).inc();
+        }
     }
 
     /// Counts a published card.

@@ -1,7 +1,8 @@
 //! Rate limits: per client address before anything else runs, per authenticated identity once the
 //! token is verified (an unverified `sub` would let anyone spend a victim's quota). Each is set
-//! per route class: writes (publish, revoke) and reads (lookups, gets, events, and every request
-//! that matches no route).
+//! per route class: writes (publish, revoke), reads (lookups, gets, events, and every request
+//! that matches no route), and Pythia brainkey evaluations, whose budget is a human's pace
+//! because each one is a password guess.
 //!
 //! The class is the matched route's, attached to each resource when routes are registered and
 //! read after routing: classifying the raw path instead let `/v1/%63ards` (which actix routes to
@@ -35,6 +36,8 @@ pub enum RouteClass {
     Read,
     /// Liveness and metrics: probes must get through during an attack.
     Exempt,
+    /// `POST /pythia/v1/brainkey`: each call can test one password guess.
+    Brainkey,
 }
 
 /// Where the Virgil clients find Pythia: its errors speak Virgil even before (or where) no route
@@ -110,7 +113,26 @@ pub struct RateLimitSettings {
     pub write: ClassLimits,
     /// Everything else that reads.
     pub read: ClassLimits,
+    /// Pythia brainkey evaluations.
+    pub brainkey: BrainkeyLimits,
 }
+
+/// `[rate_limits.brainkey]`: per minute, as password guesses are counted at a human's pace.
+/// 0 turns one off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct BrainkeyLimits {
+    /// Evaluations in a burst for one (app, identity).
+    pub per_identity_burst: u32,
+    /// Evaluations per minute for one (app, identity) once the burst is spent.
+    pub per_identity_per_minute: u32,
+    /// Evaluations in a burst from one client address.
+    pub per_address_burst: u32,
+    /// Evaluations per minute from one client address.
+    pub per_address_per_minute: u32,
+}
+
+/// Virgil's code for a throttled Pythia request: e3kit retries the brainkey call once, 2 s later.
+pub const PYTHIA_THROTTLED: u32 = 60007;
 
 struct Limiters {
     by_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
@@ -123,12 +145,46 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32, burst: u32) -> Opti
     Some(governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
 }
 
+fn per_minute_limiter<K: std::hash::Hash + Eq + Clone>(
+    per_minute: u32,
+    burst: u32,
+) -> Option<DefaultKeyedRateLimiter<K>> {
+    let rate = NonZeroU32::new(per_minute)?;
+    let burst = NonZeroU32::new(burst).unwrap_or(rate);
+    Some(governor::RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)))
+}
+
 impl Limiters {
     fn new(limits: &ClassLimits) -> Self {
         Limiters {
             by_address: limiter(limits.per_address_per_second, limits.per_address_burst),
             by_identity: limiter(limits.per_identity_per_second, limits.per_identity_burst),
         }
+    }
+
+    fn brainkey(limits: &BrainkeyLimits) -> Self {
+        Limiters {
+            by_address: per_minute_limiter(limits.per_address_per_minute, limits.per_address_burst),
+            by_identity: per_minute_limiter(limits.per_identity_per_minute, limits.per_identity_burst),
+        }
+    }
+
+    fn each(&self) -> impl Iterator<Item = &dyn Forget> {
+        let address = self.by_address.as_ref().map(|l| l as &dyn Forget);
+        let identity = self.by_identity.as_ref().map(|l| l as &dyn Forget);
+        address.into_iter().chain(identity)
+    }
+}
+
+/// A keyed limiter whatever its key.
+trait Forget {
+    fn forget_idle(&self);
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Forget for DefaultKeyedRateLimiter<K> {
+    fn forget_idle(&self) {
+        self.retain_recent();
+        self.shrink_to_fit();
     }
 }
 
@@ -139,11 +195,17 @@ pub struct RateLimiter {
     proxy_hops: usize,
     write: Limiters,
     read: Limiters,
+    brainkey: Limiters,
 }
 
-fn limited(wait: Duration) -> ApiError {
+fn limited(class: RouteClass, wait: Duration) -> ApiError {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    ApiError::new(ProblemCode::RateLimited, format!("too many requests; retry in {seconds} s")).retry_after(seconds)
+    let error = ApiError::new(ProblemCode::RateLimited, format!("too many requests; retry in {seconds} s"))
+        .retry_after(seconds);
+    match class {
+        RouteClass::Brainkey => error.with_virgil_code(PYTHIA_THROTTLED),
+        _ => error,
+    }
 }
 
 /// The key an address is limited under: IPv4 as is, IPv6 by its /64 (one subscriber's
@@ -173,6 +235,7 @@ impl RateLimiter {
             proxy_hops: settings.trusted_proxy_hops.max(1),
             write: Limiters::new(&settings.write),
             read: Limiters::new(&settings.read),
+            brainkey: Limiters::brainkey(&settings.brainkey),
         })
     }
 
@@ -180,6 +243,7 @@ impl RateLimiter {
         match class {
             RouteClass::Write => Some(&self.write),
             RouteClass::Read => Some(&self.read),
+            RouteClass::Brainkey => Some(&self.brainkey),
             RouteClass::Exempt => None,
         }
     }
@@ -211,7 +275,7 @@ impl RateLimiter {
         match &limiters.by_address {
             Some(limiter) => limiter
                 .check_key(&address_key(address))
-                .map_err(|not_until| limited(not_until.wait_time_from(DefaultClock::default().now()))),
+                .map_err(|not_until| limited(class, not_until.wait_time_from(DefaultClock::default().now()))),
             None => Ok(()),
         }
     }
@@ -225,22 +289,15 @@ impl RateLimiter {
         match &limiters.by_identity {
             Some(limiter) => limiter
                 .check_key(&(caller.app_id.clone(), caller.subject.clone()))
-                .map_err(|not_until| limited(not_until.wait_time_from(DefaultClock::default().now()))),
+                .map_err(|not_until| limited(class, not_until.wait_time_from(DefaultClock::default().now()))),
             None => Ok(()),
         }
     }
 
     /// Forgets keys that are back to a full quota, so memory follows recent clients only.
     pub fn forget_idle_keys(&self) {
-        for limiters in [&self.write, &self.read] {
-            if let Some(l) = &limiters.by_address {
-                l.retain_recent();
-                l.shrink_to_fit();
-            }
-            if let Some(l) = &limiters.by_identity {
-                l.retain_recent();
-                l.shrink_to_fit();
-            }
+        for limiter in [&self.write, &self.read, &self.brainkey].into_iter().flat_map(Limiters::each) {
+            limiter.forget_idle();
         }
     }
 }
@@ -254,9 +311,10 @@ pub fn class_of(request: &HttpRequest) -> RouteClass {
 /// the handlers of unmatched paths (which no route middleware wraps).
 pub fn admit(request: &HttpRequest) -> Result<(), ApiError> {
     let Some(limiter) = request.app_data::<web::Data<RateLimiter>>() else { return Ok(()) };
-    limiter.check_address(request, class_of(request)).inspect_err(|_| {
+    let class = class_of(request);
+    limiter.check_address(request, class).inspect_err(|_| {
         if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
-            metrics.rate_limited.with_label_values(&["address"]).inc();
+            metrics.refused(class, "address");
         }
     })
 }
@@ -307,6 +365,12 @@ mod tests {
             trusted_proxy_hops: hops,
             write: off,
             read: off,
+            brainkey: BrainkeyLimits {
+                per_identity_burst: 0,
+                per_identity_per_minute: 0,
+                per_address_burst: 0,
+                per_address_per_minute: 0,
+            },
         })
     }
 

@@ -25,6 +25,7 @@ use crate::error::ApiError;
 use crate::keyknox::Keyknox;
 use crate::manage;
 use crate::metrics::Metrics;
+use crate::pythia::Brainkeys;
 use crate::ratelimit::{RateLimiter, Surface};
 use crate::routes::health::Readiness;
 use crate::routes::keyknox::KeyknoxBodyLimit;
@@ -69,13 +70,16 @@ impl Application {
         let serving = ServingLock::shared(settings.database.url.expose_secret())?;
         let store = open_store(&settings).await?;
         let service_key = manage::load_service_key(&settings.service)?;
+        // Only a deployment that serves Pythia needs (and creates) its secret.
+        let pythia_secret =
+            if settings.pythia.enabled { Some(crate::pythia::load_secret(&settings.pythia)?) } else { None };
         manage::bootstrap(store.as_ref(), clock.as_ref(), &settings).await?;
         // Events a crash left queued (committed changes whose round never ran) go into the log
         // before anything is served.
         sweep_queue(store.as_ref()).await;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
-        let mut app = Self::serve(settings, store, service_key, listener, clock)?;
+        let mut app = Self::serve(settings, store, service_key, pythia_secret, listener, clock)?;
         app.serving = serving;
         Ok(app)
     }
@@ -84,6 +88,7 @@ impl Application {
         settings: Settings,
         store: Arc<dyn Store>,
         service_key: cardinal_card::SigningKey,
+        pythia_secret: Option<cardinal_pythia::Secret>,
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
@@ -151,9 +156,12 @@ impl Application {
                 identities_per_lookup: settings.limits.identities_per_lookup,
                 events_page_max: settings.limits.events_page_max,
                 reason_max_bytes: settings.limits.reason_max_bytes,
+                pythia_brainkey_id_max_bytes: settings.pythia.enabled.then_some(settings.pythia.brainkey_id_max_bytes),
             })
             .context("building the OpenAPI document")?,
         );
+        let brainkeys = pythia_secret.map(|secret| web::Data::new(Brainkeys::new(secret, &settings.pythia)));
+        let pythia_enabled = brainkeys.is_some();
         let header_limit = web::Data::new(HeaderLimit(settings.limits.header_bytes));
         let body_limit = web::Data::new(BodyLimit {
             bytes: settings.limits.body_bytes,
@@ -204,7 +212,12 @@ impl Application {
                 .app_data(
                     web::PathConfig::default().error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
                 )
-                .configure(routes::configure)
+                .configure(|cfg| {
+                    if let Some(brainkeys) = &brainkeys {
+                        cfg.app_data(brainkeys.clone());
+                    }
+                    routes::configure(cfg, pythia_enabled);
+                })
                 // Outermost last: ids and logs cover everything, CORS answers preflights, and
                 // metrics count the requests that limits (applied per route) refuse.
                 .wrap(from_fn(guard_requests))

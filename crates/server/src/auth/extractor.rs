@@ -41,7 +41,7 @@ impl FromRequest for Caller {
             if let Some(limiter) = &limiter {
                 limiter.check_identity(class, &caller).inspect_err(|_| {
                     if let Some(metrics) = &metrics {
-                        metrics.rate_limited.with_label_values(&["identity"]).inc();
+                        metrics.refused(class, "identity");
                     }
                 })?;
             }

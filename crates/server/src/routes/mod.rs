@@ -7,6 +7,7 @@ mod console;
 pub mod health;
 pub mod keyknox;
 pub mod openapi;
+pub mod pythia;
 mod service_key;
 mod services;
 mod view;
@@ -35,8 +36,8 @@ macro_rules! routes {
         /// Every native route, as (method, path template).
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)* $((stringify!($t_method), $t_path),)*];
 
-        /// Registers every route of the service.
-        pub fn configure(cfg: &mut web::ServiceConfig) {
+        /// Registers every route of the service (Pythia's when `pythia_enabled`).
+        pub fn configure(cfg: &mut web::ServiceConfig, pythia_enabled: bool) {
             $(
                 cfg.service(limited(
                     RouteClass::$class,
@@ -56,6 +57,7 @@ macro_rules! routes {
             )*
             cfg.configure(virgil::configure)
                 .configure(keyknox::configure)
+                .configure(|cfg| pythia::configure(cfg, pythia_enabled))
                 .configure(openapi::configure)
                 .default_service(web::to(unrouted));
         }

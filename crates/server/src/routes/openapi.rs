@@ -95,6 +95,8 @@ pub struct DocumentLimits {
     pub events_page_max: i64,
     /// Longest revocation reason.
     pub reason_max_bytes: usize,
+    /// Longest `brainkey_id`, when Pythia is served.
+    pub pythia_brainkey_id_max_bytes: Option<usize>,
 }
 
 /// The served document: generated from the handlers, then given what the annotations cannot
@@ -107,6 +109,9 @@ impl Document {
         let mut document = serde_json::to_value(ApiDoc::openapi())?;
         constrain(&mut document, limits);
         add_shared_answers(&mut document);
+        if let Some(brainkey_id_max_bytes) = limits.pythia_brainkey_id_max_bytes {
+            add_pythia(&mut document, brainkey_id_max_bytes);
+        }
         Ok(Document(document))
     }
 
@@ -237,6 +242,52 @@ fn add_answers(path: &str, operation: &mut Value, problems: &[(&str, &str)]) {
     }
     add("429", problem("rate_limited (with Retry-After)"));
     add("503", problem("unavailable (with Retry-After)"));
+}
+
+/// `POST /pythia/v1/brainkey`, written out here: it speaks Virgil's `{"code","message"}` errors,
+/// not problem+json, so the shared answers do not apply.
+fn add_pythia(document: &mut Value, brainkey_id_max_bytes: usize) {
+    let virgil = |description: &str| {
+        json!({"description": description,
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VirgilError"}}}})
+    };
+    document["components"]["schemas"]["VirgilError"] = json!({
+        "type": "object",
+        "description": "Virgil's error body: a numeric code (the stable, machine-readable part) and a message",
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+    });
+    if let Some(tags) = document["tags"].as_array_mut() {
+        tags.push(json!({"name": "pythia", "description": "Pythia brainkey: e3kit's password-derived backup keys"}));
+    }
+    document["paths"]["/pythia/v1/brainkey"] = json!({"post": {
+        "tags": ["pythia"],
+        "operationId": "pythia_brainkey",
+        "summary": "The seed e(k·x, Q) for a blinded password (Virgil's Pythia brainkey, as e3kit calls it)",
+        "description": "x is the client's blinded password; k and Q are secret to the server and fixed per             (app, identity, brainkey_id). The client deblinds the seed and derives its backup key pair from it.             Every call can test one password guess: it is rate-limited per (app, identity) and per address             ([rate_limits.brainkey]); over the limit, 429 with code 60007 (e3kit retries once after 2 s) and             Retry-After. User (app-role) tokens only.",
+        "security": [{"virgil": []}, {"bearer": []}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["blinded_password"],
+            "properties": {
+                "blinded_password": {"type": "string", "description": "Standard base64 of relic's 49-byte                     compressed G1 point: 0x02 + bit 0 of y in Montgomery form, then x (48 bytes big-endian, < p);                     it must be in the prime-order subgroup", "minLength": 68, "maxLength": 68},
+                "brainkey_id": {"type": ["string", "null"], "maxLength": brainkey_id_max_bytes,
+                    "description": "Another key of the same user (e3kit sends none; absent and empty are one)"},
+            },
+        }}}},
+        "responses": {
+            "200": {"description": "The seed", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["seed"],
+                "properties": {"seed": {"type": "string", "description": "Standard base64 of 384 bytes: relic's                     packed GT element, f.c0.c1 ‖ f.c0.c2 ‖ f.c1.c0 ‖ f.c1.c2"}},
+            }}}},
+            "400": virgil("30001 malformed body; 60101 blinded_password not base64; 60102 not 49 bytes with                 prefix 0x02 or 0x03; 60103 x not below p; 60104 not a point of the curve; 60105 the identity                 or outside the prime-order subgroup; 60106 brainkey_id too long"),
+            "401": virgil("20300 token missing or invalid; 20304 token expired"),
+            "403": virgil("60107 an admin token (brainkeys are for users)"),
+            "413": virgil("30001 the body is too large"),
+            "429": virgil("60007 throttled (with Retry-After)"),
+            "503": virgil("10000 no evaluation slot in time, or the database is unavailable (with Retry-After)"),
+        },
+    }});
 }
 
 /// Where the document is served, and where the UI reads it.
