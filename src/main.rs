@@ -173,7 +173,7 @@ enum TokenAction {
     /// admin token of its app in --token), ask the server whether it would accept it and why
     /// not. Exits 0 when it would be accepted, 3 when not.
     ///
-    /// Example: cardinal token inspect "$TOKEN" --url https://cards.example.org --token "$ADMIN_TOKEN"
+    /// Example: cardinal token inspect "$TOKEN" --url "$CARDINAL_URL" --token "$ADMIN_TOKEN"
     Inspect {
         /// The token: a bare JWT, or `Bearer …` / `Virgil …` as sent. (Not named `token`: that
         /// is the global --token, the admin's own.)
