@@ -173,6 +173,29 @@ for (const [line, version] of Object.entries(LINES)) {
   describe(`@virgilsecurity/e3kit-browser ${version}`, () => {
     const id = (name) => `${name}-e3kit-${line}`;
 
+    test('a private key backed up with a password on one device restores on a fresh one, which reads the old messages', async () => {
+      await withDevices([id('backup-ann'), id('backup-ben')], line, async (ann, ben) => {
+        await ann.ok('register');
+        await ben.ok('register');
+        await ann.ok('findUser', ben.identity);
+        await ben.ok('findUser', ann.identity);
+        const sealed = await ben.ok('authEncrypt', 'for your second device', ann.identity);
+        await ann.ok('backupPrivateKey', 'correct horse battery staple');
+        // A second device: its own context, so its own (empty) key storage.
+        await withDevices([ann.identity], line, async (second) => {
+          assert.equal(await second.ok('hasLocalPrivateKey'), false);
+          const wrong = await second.fails('restorePrivateKey', 'not the password');
+          assert.match(wrong.text, /password|WrongKeyknoxPassword/i);
+          await second.ok('restorePrivateKey', 'correct horse battery staple');
+          assert.equal(await second.ok('hasLocalPrivateKey'), true);
+          await second.ok('findUser', ben.identity);
+          assert.equal(await second.ok('authDecrypt', sealed, ben.identity), 'for your second device');
+          second.assertClean([/status of 400/]);
+        });
+        ann.assertClean();
+      });
+    });
+
     test('alice and bob register, find each other and exchange signed, encrypted messages both ways, through alice\'s key rotation', async (t) => {
       await withDevices([id('alice'), id('bob')], line, async (alice, bob) => {
         await alice.ok('register');

@@ -39,6 +39,10 @@ const steps = {
   cleanup: () => ethree.cleanup(),
   rotatePrivateKey: () => ethree.rotatePrivateKey(),
   hasLocalPrivateKey: () => ethree.hasLocalPrivateKey(),
+  // Password backups: Pythia derives the key, Keyknox keeps the encrypted private key.
+  backupPrivateKey: (password) => ethree.backupPrivateKey(password),
+  restorePrivateKey: (password) => ethree.restorePrivateKey(password),
+  changePassword: (oldPassword, newPassword) => ethree.changePassword(oldPassword, newPassword),
   // The README's recipe: e3kit turns card checks off for any apiUrl but Virgil's, so put a
   // verifier back that trusts Cardinal's service key (GET /v1/service-key → public_key).
   pinServiceKey(publicKeyBase64) {
