@@ -9,10 +9,13 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use cardinal_card::tlog::{self, Hash, Hashes};
+
 use super::{
     ActiveLookup, ApiKeyRecord, ApiKeyStore, AppRecord, AppStore, Backend, CardRecord, CardStore, CardsQuery,
-    EventDraft, EventLog, EventRow, EventsQuery, GENESIS, Heard, IdentityState, MigrationError, NewCard, Operations,
-    Placement, PoolStats, Revocation, StorageError, active_digest, constraint, seal,
+    CheckpointRecord, EventDraft, EventLog, EventRow, EventsQuery, GENESIS, Heard, IdentityState, MigrationError,
+    NewCard, Operations, Placement, PoolStats, Revocation, StorageError, TransparencyStore, active_digest, constraint,
+    seal,
 };
 use crate::domain::{AppId, CardId, Identity};
 
@@ -21,6 +24,10 @@ struct App {
     record: AppRecord,
     head: [u8; 32],
     events: Vec<EventRow>,
+    /// The transparency tree's stored hashes, by index (dense).
+    tree: Vec<Hash>,
+    /// Signed checkpoints by origin, then size.
+    checkpoints: BTreeMap<String, BTreeMap<u64, CheckpointRecord>>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +63,12 @@ impl State {
             let seq = app.events.len() as i64 + 1;
             let sealed = seal(app_id, seq, &app.head, draft)?;
             app.head = sealed.hash;
+            let size = app.events.len() as u64;
+            let frontier =
+                Hashes(tlog::frontier_indexes(size).into_iter().map(|i| (i, app.tree[i as usize])).collect());
+            let added = tlog::append(size, &frontier, [sealed.body.as_bytes()])
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            app.tree.extend(added.into_iter().map(|(_, hash)| hash));
             app.events.push(EventRow {
                 seq,
                 body: sealed.body,
@@ -204,7 +217,16 @@ impl AppStore for MemoryStore {
         if state.apps.contains_key(&app.id) {
             return Err(StorageError::conflict(constraint::APPS_PKEY));
         }
-        state.apps.insert(app.id.clone(), App { record: app.clone(), head: GENESIS, events: Vec::new() });
+        state.apps.insert(
+            app.id.clone(),
+            App {
+                record: app.clone(),
+                head: GENESIS,
+                events: Vec::new(),
+                tree: Vec::new(),
+                checkpoints: BTreeMap::new(),
+            },
+        );
         state.log(&app.id, std::slice::from_ref(&event))
     }
 
@@ -363,6 +385,43 @@ impl EventLog for MemoryStore {
 
     async fn sequence_queued(&self) -> Result<usize, StorageError> {
         Ok(0)
+    }
+}
+
+#[async_trait]
+impl TransparencyStore for MemoryStore {
+    async fn tree_size(&self, app_id: &AppId) -> Result<u64, StorageError> {
+        Ok(self.state().apps.get(app_id).map_or(0, |app| app.events.len() as u64))
+    }
+
+    async fn tree_hashes(&self, app_id: &AppId, indexes: &[u64]) -> Result<Hashes, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Hashes::default()) };
+        Ok(Hashes(indexes.iter().filter_map(|i| app.tree.get(*i as usize).map(|hash| (*i, *hash))).collect()))
+    }
+
+    async fn entries(&self, app_id: &AppId, start: u64, end: u64) -> Result<Vec<String>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Vec::new()) };
+        let end = (end as usize).min(app.events.len());
+        let start = (start as usize).min(end);
+        Ok(app.events[start..end].iter().map(|event| event.body.clone()).collect())
+    }
+
+    async fn newest_checkpoint(&self, app_id: &AppId, origin: &str) -> Result<Option<CheckpointRecord>, StorageError> {
+        let state = self.state();
+        Ok(state
+            .apps
+            .get(app_id)
+            .and_then(|app| app.checkpoints.get(origin))
+            .and_then(|sizes| sizes.values().next_back().cloned()))
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<CheckpointRecord, StorageError> {
+        let mut state = self.state();
+        let app = state.app(&checkpoint.app_id)?;
+        let sizes = app.checkpoints.entry(checkpoint.origin.clone()).or_default();
+        Ok(sizes.entry(checkpoint.size).or_insert_with(|| checkpoint.clone()).clone())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Storage, split by who needs what: the keys auth checks ([`ApiKeyStore`]), the apps the rules
 //! read ([`AppStore`]), the cards the directory reads and writes ([`CardStore`]), the event log
-//! ([`EventLog`]) and what operators need ([`Operations`]). [`Store`] is all of them, as one
+//! ([`EventLog`]), the transparency log's tree and checkpoints ([`TransparencyStore`]) and what
+//! operators need ([`Operations`]). [`Store`] is all of them, as one
 //! database provides them; each caller holds only the part it uses. A new capability adds its own
 //! trait (and file) beside these.
 //!
@@ -15,6 +16,7 @@ mod identity_state;
 pub mod memory;
 mod records;
 pub mod sql;
+mod transparency;
 
 use std::sync::Arc;
 
@@ -31,6 +33,7 @@ pub use records::{
     PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation,
 };
 pub use sql::MigrationError;
+pub use transparency::{CheckpointRecord, TransparencyStore};
 
 use crate::domain::{AppId, CardId, Identity};
 
@@ -192,9 +195,9 @@ pub trait Operations: Send + Sync + 'static {
 }
 
 /// Everything one database provides.
-pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + Operations {}
+pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + TransparencyStore + Operations {}
 
-impl<T: AppStore + ApiKeyStore + CardStore + EventLog + Operations> Store for T {}
+impl<T: AppStore + ApiKeyStore + CardStore + EventLog + TransparencyStore + Operations> Store for T {}
 
 /// Opens the store that `url` names.
 pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Arc<dyn Store>, StorageError> {
