@@ -80,6 +80,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         .merge(("database.url", db.url.clone()))
         .merge(("database.max_connections", 10))
         .merge(("service.signing_key_file", db.dir().join("service-key.pem").display().to_string()))
+        .merge(("transparency.signing_key_file", db.dir().join("log-key.pem").display().to_string()))
         .merge(("bootstrap.enabled", false))
         .merge(("limits.body_bytes", options.body_bytes));
     for (key, value) in options.settings {

@@ -19,4 +19,5 @@ mod resilience;
 mod sdk;
 mod security;
 mod tokens;
+mod transparency;
 mod virgil;

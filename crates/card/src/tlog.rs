@@ -627,5 +627,56 @@ pub fn decode_hash(text: &str) -> Result<Hash, TlogError> {
         .ok_or(TlogError::Malformed("hash".into()))
 }
 
+/// The JSON of the `/v1/transparency` endpoints and of `proofs=true` lookups.
+pub mod wire {
+    use serde::{Deserialize, Serialize};
+
+    /// `GET /v1/transparency`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct TransparencyInfo {
+        /// The app's log's origin.
+        pub origin: String,
+        /// The log's verifier key (C2SP signed-note vkey).
+        pub vkey: String,
+        /// The newest checkpoint's size.
+        pub size: u64,
+        /// Configured witnesses.
+        pub witnesses: Vec<WitnessInfo>,
+        /// Cosignatures a checkpoint needs.
+        pub quorum: usize,
+    }
+
+    /// A witness.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct WitnessInfo {
+        /// Its name.
+        pub name: String,
+        /// Its cosignature vkey.
+        pub vkey: String,
+    }
+
+    /// An inclusion or consistency proof: base64 hashes.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct ProofResponse {
+        /// RFC 6962 proof hashes, base64.
+        pub proof: Vec<String>,
+    }
+
+    /// A card's place in the log, on a `proofs=true` lookup.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct CardLog {
+        /// Index of its `card_published` entry.
+        pub index: u64,
+        /// The entry's bytes, base64.
+        pub entry: String,
+        /// Its inclusion proof under the answer's checkpoint, base64 hashes.
+        pub inclusion: Vec<String>,
+    }
+}
+
 #[cfg(test)]
 mod tests;

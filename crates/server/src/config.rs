@@ -41,7 +41,48 @@ pub struct Settings {
     pub rate_limits: crate::ratelimit::RateLimitSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The transparency log.
+    pub transparency: TransparencySettings,
 }
+
+/// `[transparency]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct TransparencySettings {
+    /// Publish each app's event log as a C2SP transparency log.
+    pub enabled: bool,
+    /// Origins are `<origin_prefix>/<app_id>`.
+    pub origin_prefix: String,
+    /// PKCS#8 PEM file of the log key.
+    pub signing_key_file: PathBuf,
+    /// Create it if missing.
+    pub generate_signing_key: bool,
+    /// The key itself, instead of the file.
+    #[serde(default)]
+    pub signing_key: Option<SecretString>,
+    /// Checkpoint cadence, in milliseconds.
+    pub checkpoint_interval_ms: u64,
+    /// Cosignatures required.
+    pub witness_quorum: usize,
+    /// How long a witness has to answer, in milliseconds.
+    pub witness_timeout_ms: u64,
+    /// Witnesses (config file only).
+    #[serde(default)]
+    pub witnesses: Vec<WitnessSettings>,
+}
+
+/// `[[transparency.witnesses]]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct WitnessSettings {
+    /// Its name, as in its vkey.
+    pub name: String,
+    /// Its submission prefix (`<url>/add-checkpoint`).
+    pub url: String,
+    /// Its cosignature vkey.
+    pub vkey: String,
+}
+
+/// The origin prefix a deployment must replace (refused without bootstrap, i.e. in production).
+pub const DEFAULT_ORIGIN_PREFIX: &str = "localhost/cardinal";
 
 /// `[metrics]`
 #[derive(Debug, Clone, Deserialize)]

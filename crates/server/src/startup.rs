@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
 use crate::backup::ServingLock;
 use crate::clock::{self, Clock};
-use crate::config::{CorsSettings, Settings};
+use crate::config::{CorsSettings, DEFAULT_ORIGIN_PREFIX, Settings};
 use crate::directory::{Directory, Rules, VersionCache};
 use crate::error::ApiError;
 use crate::manage;
@@ -30,6 +30,7 @@ use crate::routes::{self, BodyLimit};
 use crate::storage::sql::{QUEUE_SWEEP, sweep_queue};
 use crate::storage::{self, Backend, Store};
 use crate::telemetry;
+use crate::transparency::{self, LogSetup, Transparency};
 
 /// A bound, ready-to-run service.
 pub struct Application {
@@ -70,9 +71,10 @@ impl Application {
         // Events a crash left queued (committed changes whose round never ran) go into the log
         // before anything is served.
         sweep_queue(store.as_ref()).await;
+        let log = open_log(&settings, store.clone(), &service_key, clock.clone()).await?;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
-        let mut app = Self::serve(settings, store, service_key, listener, clock)?;
+        let mut app = Self::serve(settings, store, service_key, log, listener, clock)?;
         app.serving = serving;
         Ok(app)
     }
@@ -81,6 +83,7 @@ impl Application {
         settings: Settings,
         store: Arc<dyn Store>,
         service_key: cardinal_card::SigningKey,
+        log: Option<Arc<Transparency>>,
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
@@ -141,6 +144,15 @@ impl Application {
             timeout: Duration::from_millis(settings.database.readiness_timeout_ms),
         });
         let metrics = web::Data::new(Metrics::new(store.clone()).map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
+        if let Some(log) = &log {
+            metrics
+                .registry
+                .register(Box::new(log.inconsistent_counter()))
+                .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+            let signer = log.clone();
+            watchers.push(tokio::spawn(async move { signer.run().await }));
+        }
+        let log = log.map(web::Data::from);
         let limiter = web::Data::from(RateLimiter::new(&settings.rate_limits));
         let metrics_inline = settings.metrics.enabled && settings.metrics.listen.is_empty();
         let prometheus = {
@@ -167,6 +179,11 @@ impl Application {
                 .app_data(readiness.clone())
                 .app_data(app_metrics.clone())
                 .app_data(app_limiter.clone())
+                .configure(|config| {
+                    if let Some(log) = &log {
+                        config.app_data(log.clone());
+                    }
+                })
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
                 )
@@ -284,6 +301,53 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// The transparency log, when it is on: its key, its settings checked, every app's newest
+/// checkpoint checked against the entries, and a first round of checkpoints.
+async fn open_log(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    service_key: &cardinal_card::SigningKey,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Option<Arc<Transparency>>> {
+    let config = &settings.transparency;
+    if !config.enabled {
+        return Ok(None);
+    }
+    // Production (no bootstrap, a provisioned log key) names its own logs; a laptop or a test
+    // with generated keys may keep the default (docs/TRANSPARENCY.md, "Deviations").
+    if !settings.bootstrap.enabled
+        && !config.generate_signing_key
+        && config.origin_prefix.trim_end_matches('/') == DEFAULT_ORIGIN_PREFIX
+    {
+        anyhow::bail!(
+            "transparency.origin_prefix is the default {DEFAULT_ORIGIN_PREFIX:?}: a deployment names its own logs \
+             (the scheme-less URL of its tiles, e.g. cards.example.com/tlog)"
+        );
+    }
+    if config.origin_prefix.is_empty()
+        || config.origin_prefix.contains(char::is_whitespace)
+        || config.origin_prefix.contains('+')
+    {
+        anyhow::bail!("transparency.origin_prefix must be non-empty, without spaces or '+'");
+    }
+    let setup = LogSetup {
+        key: transparency::load_log_key(config, service_key)?,
+        origin_prefix: config.origin_prefix.clone(),
+        interval: Duration::from_millis(config.checkpoint_interval_ms.max(10)),
+        witnesses: transparency::witnesses(config)?,
+        quorum: config.witness_quorum,
+    };
+    let log = Arc::new(Transparency::new(store, setup, clock));
+    let refused = log.check_at_start().await.context("checking the transparency logs")?;
+    if refused > 0 {
+        tracing::error!(refused, "transparency logs refused: they are served but not signed (see the errors above)");
+    }
+    if let Err(error) = log.sign_due().await {
+        tracing::warn!(%error, "the first checkpoints could not be signed yet");
+    }
+    Ok(Some(log))
 }
 
 /// Most bytes of all request headers together.

@@ -7,6 +7,7 @@ pub mod health;
 pub mod openapi;
 mod service_key;
 mod services;
+mod transparency;
 mod view;
 pub mod virgil;
 
@@ -66,11 +67,17 @@ routes! {
         GET "/v1/cards" => cards::lookup::lookup_cards, Read;
         POST "/v1/cards/search" => cards::lookup::search_cards, Read;
         GET "/v1/admin/events" => admin::events::list_events, Read;
+        GET "/v1/transparency" => transparency::get_transparency, Read;
+        GET "/v1/transparency/inclusion" => transparency::get_inclusion, Read;
+        GET "/v1/transparency/consistency" => transparency::get_consistency, Read;
     }
     templated {
         GET "/v1/cards/{id}" => cards::get::get_card, Read;
         POST "/v1/cards/{id}/revoke" => cards::revoke::revoke_card, Write;
         POST "/v1/admin/cards/{id}/revoke" => admin::revoke::admin_revoke_card, Write;
+        GET "/tlog/{app}/checkpoint" => transparency::get_checkpoint, Read;
+        GET "/tlog/{app}/tile/entries/{path:.*}" => transparency::get_bundle, Read;
+        GET "/tlog/{app}/tile/{path:.*}" => transparency::get_tile, Read;
     }
 }
 

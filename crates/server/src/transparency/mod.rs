@@ -1,0 +1,402 @@
+//! The transparency log's rules (docs/TRANSPARENCY.md): each app's event log published as a C2SP
+//! log. The tree itself grows in the sequencing round (storage); here it is signed into
+//! checkpoints, checked before every signature and at start, and read for proofs and tiles.
+//!
+//! A log must never fork: a size is never signed with two roots, nor a size below the newest.
+//! Before each signature the stored tree must reproduce the newest checkpoint's root, the
+//! checkpoint must be this key's and of this database's epoch (a restore renews it: the
+//! restored history may lack acknowledged events, so the origin cannot go on). At start the
+//! entries themselves, read from `events.body`, must reproduce the newest checkpoint's root and
+//! the stored tree. On any disagreement the log of that app is refused: nothing more is signed
+//! for its origin, an error is logged, `cardinal_transparency_inconsistent_total` counts it,
+//! and the stored checkpoint is still served. A new `origin_prefix` starts new logs.
+
+mod key;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cardinal_card::tlog::{self, Checkpoint, Hash, LogKey, TilePath, VerifierKey};
+use thiserror::Error;
+
+use crate::clock::Clock;
+use crate::domain::AppId;
+use crate::storage::{CheckpointRecord, StorageError, Store};
+
+pub use key::{load_log_key, witnesses};
+
+/// Entries read per query when the start check replays a log.
+const REPLAY_PAGE: u64 = 1000;
+
+/// What the log's reads and signing can fail with.
+#[derive(Debug, Error)]
+pub enum TransparencyError {
+    /// No such log, tile or bundle (yet).
+    #[error("not found")]
+    NotFound,
+    /// Indexes or sizes out of range.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The log cannot answer now (no checkpoint covers what was asked, or it is refused).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A configured witness.
+#[derive(Debug, Clone)]
+pub struct Witness {
+    /// Its name (the cosignature key name).
+    pub name: String,
+    /// Its submission prefix.
+    pub url: String,
+    /// Its cosignature verifier key.
+    pub vkey: VerifierKey,
+}
+
+/// The log: what it signs with, what it is called, how often it signs.
+pub struct Transparency {
+    store: Arc<dyn Store>,
+    key: LogKey,
+    prefix: String,
+    interval: Duration,
+    clock: Arc<dyn Clock>,
+    witnesses: Vec<Witness>,
+    quorum: usize,
+    /// Apps whose log is refused, with why.
+    refused: Mutex<HashMap<AppId, String>>,
+    /// Signing rounds never overlap within this process (several processes may sign: the tree
+    /// is deterministic and Ed25519 signatures too, so their inserts are duplicates).
+    signing: tokio::sync::Mutex<()>,
+    inconsistent: prometheus::IntCounter,
+}
+
+impl std::fmt::Debug for Transparency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transparency").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// How the log is set up.
+pub struct LogSetup {
+    /// The signing key.
+    pub key: LogKey,
+    /// Origins are `<prefix>/<app_id>`.
+    pub origin_prefix: String,
+    /// Checkpoint cadence.
+    pub interval: Duration,
+    /// Witnesses and how many cosignatures make a quorum.
+    pub witnesses: Vec<Witness>,
+    /// Cosignatures required.
+    pub quorum: usize,
+}
+
+impl Transparency {
+    /// The log over `store`.
+    pub fn new(store: Arc<dyn Store>, setup: LogSetup, clock: Arc<dyn Clock>) -> Transparency {
+        let inconsistent = prometheus::IntCounter::new(
+            "cardinal_transparency_inconsistent_total",
+            "Times a log was found to disagree with its stored checkpoints and was not signed",
+        )
+        .expect("a constant, valid metric name");
+        Transparency {
+            store,
+            key: setup.key,
+            prefix: setup.origin_prefix.trim_end_matches('/').to_owned(),
+            interval: setup.interval,
+            clock,
+            witnesses: setup.witnesses,
+            quorum: setup.quorum,
+            refused: Mutex::new(HashMap::new()),
+            signing: tokio::sync::Mutex::new(()),
+            inconsistent,
+        }
+    }
+
+    /// The counter of refusals, for the metrics registry.
+    pub fn inconsistent_counter(&self) -> prometheus::IntCounter {
+        self.inconsistent.clone()
+    }
+
+    /// The app's log's name.
+    pub fn origin(&self, app_id: &AppId) -> String {
+        format!("{}/{}", self.prefix, app_id.as_str())
+    }
+
+    /// The app's log's verifier key.
+    pub fn vkey(&self, app_id: &AppId) -> VerifierKey {
+        self.key.vkey(&self.origin(app_id))
+    }
+
+    /// The configured witnesses.
+    pub fn witnesses(&self) -> &[Witness] {
+        &self.witnesses
+    }
+
+    /// Cosignatures required of them.
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    /// The checkpoint cadence.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Why the app's log is refused, if it is.
+    pub fn refusal(&self, app_id: &AppId) -> Option<String> {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner()).get(app_id).cloned()
+    }
+
+    fn refuse(&self, app_id: &AppId, origin: &str, why: String) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.contains_key(app_id) {
+            return;
+        }
+        self.inconsistent.inc();
+        tracing::error!(
+            app = %app_id.as_str(),
+            %origin,
+            reason = %why,
+            "REFUSING TO SIGN this transparency log: it disagrees with its stored checkpoints; the newest \
+             checkpoint stays served. Set transparency.origin_prefix to start a new log."
+        );
+        refused.insert(app_id.clone(), why);
+    }
+
+    /// The start check: every app's newest checkpoint against the entries and the stored tree.
+    /// Returns how many logs were refused.
+    pub async fn check_at_start(&self) -> Result<usize, StorageError> {
+        let epoch = self.store.epoch().await?;
+        let mut refused = 0;
+        for app in self.store.list_apps().await? {
+            if let Err(why) = self.check_log(&app.id, &epoch).await? {
+                self.refuse(&app.id, &self.origin(&app.id), why);
+                refused += 1;
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Replays one app's entries: `Ok(Err(why))` when the log may not be signed.
+    async fn check_log(&self, app_id: &AppId, epoch: &str) -> Result<Result<(), String>, StorageError> {
+        let origin = self.origin(app_id);
+        let size = self.store.tree_size(app_id).await?;
+        let newest = self.store.newest_checkpoint(app_id, &origin).await?;
+        if let Some(newest) = &newest
+            && let Err(why) = self.continues(newest, size, epoch)
+        {
+            return Ok(Err(why));
+        }
+        let mut builder = tlog::RootBuilder::default();
+        while builder.size() < size {
+            let end = (builder.size() + REPLAY_PAGE).min(size);
+            let entries = self.store.entries(app_id, builder.size(), end).await?;
+            if entries.len() as u64 != end - builder.size() {
+                return Ok(Err(format!(
+                    "the event log has a gap before entry {}",
+                    builder.size() + entries.len() as u64
+                )));
+            }
+            for entry in &entries {
+                builder.push(entry.as_bytes());
+                if let Some(newest) = &newest
+                    && builder.size() == newest.size
+                    && builder.root().0 != newest.root
+                {
+                    return Ok(Err(format!(
+                        "the entries give another root for size {} than its checkpoint",
+                        newest.size
+                    )));
+                }
+            }
+        }
+        if self.stored_root(app_id, size).await? != Some(builder.root()) {
+            return Ok(Err(format!("the stored tree of size {size} is not the tree of the stored events")));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Whether `newest` can be continued by a tree of `size` in this `epoch` (the cheap part,
+    /// before every signature; the stored tree's root is compared by the caller).
+    fn continues(&self, newest: &CheckpointRecord, size: u64, epoch: &str) -> Result<(), String> {
+        if newest.epoch != epoch {
+            return Err(format!(
+                "checkpoint {} was signed in database epoch {}, this database is epoch {epoch} (restored): \
+                 acknowledged events may be lost",
+                newest.size, newest.epoch
+            ));
+        }
+        if size < newest.size {
+            return Err(format!("the log holds {size} entries, below its checkpoint of {}", newest.size));
+        }
+        if tlog::open_checkpoint(&newest.note, &self.vkey(&newest.app_id)).is_err() {
+            return Err(format!("checkpoint {} is not signed by this log key", newest.size));
+        }
+        Ok(())
+    }
+
+    async fn stored_root(&self, app_id: &AppId, size: u64) -> Result<Option<Hash>, StorageError> {
+        let hashes = self.store.tree_hashes(app_id, &tlog::root_indexes(size)).await?;
+        Ok(tlog::root(size, &hashes).ok())
+    }
+
+    /// Signs a checkpoint for every app whose log outgrew its newest; returns how many.
+    pub async fn sign_due(&self) -> Result<usize, StorageError> {
+        let mut signed = 0;
+        for app in self.store.list_apps().await? {
+            if self.sign(&app.id).await?.is_some() {
+                signed += 1;
+            }
+        }
+        Ok(signed)
+    }
+
+    /// Signs the app's tree as it is now if it outgrew the newest checkpoint (and the log is
+    /// not refused); returns the new checkpoint.
+    pub async fn sign(&self, app_id: &AppId) -> Result<Option<CheckpointRecord>, StorageError> {
+        let _signing = self.signing.lock().await;
+        if self.refusal(app_id).is_some() {
+            return Ok(None);
+        }
+        let origin = self.origin(app_id);
+        let size = self.store.tree_size(app_id).await?;
+        let newest = self.store.newest_checkpoint(app_id, &origin).await?;
+        let epoch = self.store.epoch().await?;
+        if let Some(newest) = &newest {
+            if size <= newest.size && newest.epoch == epoch {
+                return Ok(None);
+            }
+            let why = match self.continues(newest, size, &epoch) {
+                Err(why) => Some(why),
+                Ok(()) => (self.stored_root(app_id, newest.size).await?.map(|h| h.0) != Some(newest.root)).then(|| {
+                    format!("the stored tree gives another root for size {} than its checkpoint", newest.size)
+                }),
+            };
+            if let Some(why) = why {
+                self.refuse(app_id, &origin, why);
+                return Ok(None);
+            }
+        } else if size == 0 {
+            return Ok(None);
+        }
+        let Some(root) = self.stored_root(app_id, size).await? else {
+            self.refuse(app_id, &origin, format!("the stored tree does not cover size {size}"));
+            return Ok(None);
+        };
+        let checkpoint = Checkpoint { origin: origin.clone(), size, root };
+        let record = CheckpointRecord {
+            app_id: app_id.clone(),
+            origin: origin.clone(),
+            size,
+            root: root.0,
+            note: self.key.sign(&checkpoint),
+            epoch,
+            signed_at: self.clock.now().timestamp_millis(),
+        };
+        let stored = self.store.insert_checkpoint(&record).await?;
+        if stored.root != record.root {
+            self.refuse(app_id, &origin, format!("size {size} is already signed with another root"));
+            return Ok(None);
+        }
+        tracing::debug!(app = %app_id.as_str(), size, "signed a checkpoint");
+        Ok(Some(stored))
+    }
+
+    /// Signs what is due every interval, until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.interval.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = self.sign_due().await {
+                tracing::warn!(%error, "checkpoints could not be signed yet");
+            }
+        }
+    }
+
+    /// The newest checkpoint of the app's log.
+    pub async fn newest(&self, app_id: &AppId) -> Result<Option<CheckpointRecord>, StorageError> {
+        self.store.newest_checkpoint(app_id, &self.origin(app_id)).await
+    }
+
+    /// The newest checkpoint covering entry `index`: signs early when the newest does not.
+    pub async fn covering(&self, app_id: &AppId, index: u64) -> Result<CheckpointRecord, TransparencyError> {
+        if let Some(newest) = self.newest(app_id).await?
+            && newest.size > index
+        {
+            return Ok(newest);
+        }
+        self.sign(app_id).await?;
+        match self.newest(app_id).await? {
+            Some(newest) if newest.size > index => Ok(newest),
+            _ => Err(TransparencyError::Unavailable("no checkpoint covers this entry yet".into())),
+        }
+    }
+
+    async fn newest_size(&self, app_id: &AppId) -> Result<u64, TransparencyError> {
+        Ok(self.newest(app_id).await?.map_or(0, |c| c.size))
+    }
+
+    /// RFC 6962 PATH(index, D\[0:size\]), within the newest checkpoint.
+    pub async fn inclusion(&self, app_id: &AppId, index: u64, size: u64) -> Result<Vec<Hash>, TransparencyError> {
+        let newest = self.newest_size(app_id).await?;
+        if index >= size || size > newest {
+            return Err(TransparencyError::InvalidRequest(format!(
+                "need 0 <= index < size <= {newest} (the newest checkpoint's size)"
+            )));
+        }
+        let hashes = self.store.tree_hashes(app_id, &tlog::inclusion_indexes(index, size)).await?;
+        tlog::inclusion_proof(index, size, &hashes).map_err(|e| StorageError::Corrupt(e.to_string()).into())
+    }
+
+    /// RFC 6962 PROOF(from, D\[0:to\]), within the newest checkpoint.
+    pub async fn consistency(&self, app_id: &AppId, from: u64, to: u64) -> Result<Vec<Hash>, TransparencyError> {
+        let newest = self.newest_size(app_id).await?;
+        if from > to || to > newest {
+            return Err(TransparencyError::InvalidRequest(format!(
+                "need 0 <= from <= to <= {newest} (the newest checkpoint's size)"
+            )));
+        }
+        let hashes = self.store.tree_hashes(app_id, &tlog::consistency_indexes(from, to)).await?;
+        tlog::consistency_proof(from, to, &hashes).map_err(|e| StorageError::Corrupt(e.to_string()).into())
+    }
+
+    /// A hash tile's bytes, if the newest checkpoint serves it.
+    pub async fn tile(&self, app_id: &AppId, tile: TilePath) -> Result<Vec<u8>, TransparencyError> {
+        if tile.entries || !tile.served_at(self.newest_size(app_id).await?) {
+            return Err(TransparencyError::NotFound);
+        }
+        let indexes = tile.hash_indexes();
+        let hashes = self.store.tree_hashes(app_id, &indexes).await?;
+        let ordered = indexes
+            .iter()
+            .map(|i| hashes.0.get(i).copied().ok_or_else(|| StorageError::Corrupt("a tile hash is missing".into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(tlog::tile_bytes(&ordered))
+    }
+
+    /// An entry bundle's bytes, if the newest checkpoint serves it.
+    pub async fn bundle(&self, app_id: &AppId, tile: TilePath) -> Result<Vec<u8>, TransparencyError> {
+        if !tile.entries || !tile.served_at(self.newest_size(app_id).await?) {
+            return Err(TransparencyError::NotFound);
+        }
+        let (start, end) = tile.entry_range();
+        let entries = self.store.entries(app_id, start, end).await?;
+        if entries.len() as u64 != end - start {
+            return Err(StorageError::Corrupt("the event log has a gap".into()).into());
+        }
+        tlog::bundle_bytes(entries.iter().map(|e| e.as_bytes()))
+            .map_err(|e| StorageError::Corrupt(e.to_string()).into())
+    }
+
+    /// Entry `index` (the body of event `index + 1`).
+    pub async fn entry(&self, app_id: &AppId, index: u64) -> Result<String, TransparencyError> {
+        self.store.entries(app_id, index, index + 1).await?.pop().ok_or(TransparencyError::NotFound)
+    }
+}

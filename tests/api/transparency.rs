@@ -1,0 +1,232 @@
+//! The transparency log over HTTP (docs/TRANSPARENCY.md §3, §4): checkpoints, tiles and entry
+//! bundles with their headers and their authentication, the `/v1/transparency` endpoints, and
+//! a log that grows consistently while old tiles stay byte-identical.
+
+use std::time::{Duration, Instant};
+
+use cardinal_card::SigningKey;
+use cardinal_card::tlog::{self, Checkpoint, TilePath, VerifierKey};
+use cardinal_server::domain::KeyRole;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{APP, Options, TestApp, assert_problem, new_card, spawn_app, spawn_app_with};
+use crate::support::Backend;
+
+async fn info(app: &TestApp) -> Value {
+    let response =
+        app.client.get(app.url("/v1/transparency")).bearer_auth(app.user_token("alice")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Events in the app's log (app, two keys and whatever was published).
+async fn events(app: &TestApp) -> u64 {
+    app.store.tree_size(&cardinal_server::domain::AppId::parse(APP).unwrap()).await.unwrap()
+}
+
+/// The newest checkpoint once it covers `size` (the signer runs every second).
+async fn checkpoint_of(app: &TestApp, vkey: &VerifierKey, size: u64) -> (Checkpoint, String) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let response = app.client.get(app.url(&format!("/tlog/{APP}/checkpoint"))).send().await.unwrap();
+        if response.status() == StatusCode::OK {
+            let note = response.text().await.unwrap();
+            let (checkpoint, _) = tlog::open_checkpoint(&note, vkey).unwrap();
+            if checkpoint.size >= size {
+                return (checkpoint, note);
+            }
+        }
+        assert!(Instant::now() < deadline, "no checkpoint of size {size} within 3 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response.headers().get(name).map_or("", |v| v.to_str().unwrap())
+}
+
+async fn transparency_serves_checkpoints_tiles_and_bundles_with_their_headers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for identity in ["alice", "bob", "carol"] {
+        app.published(identity, &new_card(identity)).await;
+    }
+    let info = info(&app).await;
+    let vkey = VerifierKey::parse(info["vkey"].as_str().unwrap()).unwrap();
+    assert_eq!(info["origin"], format!("localhost/cardinal/{APP}"));
+    assert_eq!(vkey.name, info["origin"]);
+    let size = events(&app).await;
+    let (checkpoint, note) = checkpoint_of(&app, &vkey, size).await;
+    assert_eq!(checkpoint.size, size);
+
+    let response = get(&app, &format!("/tlog/{APP}/checkpoint"), None).await;
+    assert_eq!(header(&response, "content-type"), "text/plain; charset=utf-8");
+    assert_eq!(header(&response, "cache-control"), "no-cache");
+    assert_eq!(response.text().await.unwrap(), note);
+
+    // Level-0 tile: the leaf hashes, served without a token, immutable.
+    let width = u16::try_from(size).unwrap();
+    let tile = TilePath { level: 0, index: 0, width, entries: false };
+    let response = get(&app, &format!("/tlog/{APP}/tile/{}", tile.to_path()), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "content-type"), "application/octet-stream");
+    assert_eq!(header(&response, "cache-control"), "public, max-age=31536000, immutable");
+    let hashes = response.bytes().await.unwrap();
+    assert_eq!(hashes.len(), 32 * usize::from(width));
+
+    // The bundle: a token of the app, private; its entries are the tile's leaves and the root.
+    let bundle_path = format!("/tlog/{APP}/tile/{}", TilePath { entries: true, ..tile }.to_path());
+    assert_problem(get(&app, &bundle_path, None).await, 401, "token_missing").await;
+    assert_problem(get(&app, &bundle_path, Some("not.a.token")).await, 401, "token_invalid").await;
+    let response = get(&app, &bundle_path, Some(&app.user_token("alice"))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "cache-control"), "private, max-age=31536000, immutable");
+    let bundle = response.bytes().await.unwrap();
+    let entries = tlog::parse_bundle(&bundle).unwrap();
+    assert_eq!(entries.len(), usize::from(width));
+    let mut builder = tlog::RootBuilder::default();
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(&hashes[i * 32..(i + 1) * 32], tlog::leaf_hash(entry).0.as_slice());
+        let body: Value = serde_json::from_slice(entry).unwrap();
+        assert_eq!(
+            (body["app"].as_str(), body["seq"].as_u64()),
+            (Some(APP), Some(i as u64 + 1)),
+            "entry i is event i + 1"
+        );
+        builder.push(entry);
+    }
+    assert_eq!(builder.root(), checkpoint.root, "the root recomputed from the entries");
+
+    // Another app's token may not read this app's entries.
+    app.admin().create_app("other", cardinal_server::domain::CardsPerIdentity::Single, "test").await.unwrap();
+    let other = SigningKey::generate();
+    let kid = app.admin().add_key("other", KeyRole::App, &other.public_key(), None, "test").await.unwrap().kid;
+    let token = app.token_with(&other, &kid, "other", "alice", app.now(), app.now() + 600);
+    assert_problem(get(&app, &bundle_path, Some(&token)).await, 403, "forbidden").await;
+
+    // Tiles beyond the checkpoint, malformed paths, unknown apps: 404.
+    for path in [
+        format!("/tlog/{APP}/tile/0/000.p/{}", width + 1),
+        format!("/tlog/{APP}/tile/0/001"),
+        format!("/tlog/{APP}/tile/0/0"),
+        format!("/tlog/{APP}/tile/0/000.p/0"),
+        format!("/tlog/{APP}/tile/99/000"),
+        "/tlog/nope/checkpoint".into(),
+        "/tlog/nope/tile/0/000.p/1".into(),
+    ] {
+        assert_problem(get(&app, &path, None).await, 404, "not_found").await;
+    }
+
+    // Proofs: an inclusion proof of every entry, a consistency proof, and bad parameters.
+    let alice = app.user_token("alice");
+    for index in 0..size {
+        let response = get(&app, &format!("/v1/transparency/inclusion?index={index}&size={size}"), Some(&alice)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let proof: Value = response.json().await.unwrap();
+        let proof: Vec<tlog::Hash> = proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| tlog::decode_hash(h.as_str().unwrap()).unwrap())
+            .collect();
+        tlog::verify_inclusion(&proof, size, checkpoint.root, index, tlog::leaf_hash(entries[index as usize])).unwrap();
+    }
+    let response = get(&app, &format!("/v1/transparency/consistency?from=2&to={size}"), Some(&alice)).await;
+    let proof: Value = response.json().await.unwrap();
+    let proof: Vec<tlog::Hash> =
+        proof["proof"].as_array().unwrap().iter().map(|h| tlog::decode_hash(h.as_str().unwrap()).unwrap()).collect();
+    let mut two = tlog::RootBuilder::default();
+    entries[..2].iter().for_each(|e| two.push(e));
+    tlog::verify_consistency(&proof, 2, two.root(), size, checkpoint.root).unwrap();
+    let empty: Value = get(&app, &format!("/v1/transparency/consistency?from={size}&to={size}"), Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty, json!({"proof": []}));
+    for query in [
+        format!("inclusion?index={size}&size={size}"),
+        format!("inclusion?index=0&size={}", size + 1),
+        "inclusion?index=-1&size=1".into(),
+        "inclusion?index=x&size=1".into(),
+        "inclusion?size=1".into(),
+        "consistency?from=3&to=2".into(),
+        format!("consistency?from=0&to={}", size + 1),
+    ] {
+        assert_problem(get(&app, &format!("/v1/transparency/{query}"), Some(&alice)).await, 400, "invalid_request")
+            .await;
+    }
+    assert_problem(get(&app, "/v1/transparency", None).await, 401, "token_missing").await;
+}
+
+/// After many publishes a larger checkpoint comes within 3 s, consistent with the one before,
+/// and every tile served before is served again byte for byte.
+async fn transparency_grows_consistently_and_old_tiles_stay_byte_identical(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let vkey = VerifierKey::parse(info(&app).await["vkey"].as_str().unwrap()).unwrap();
+    let (first, _) = checkpoint_of(&app, &vkey, events(&app).await).await;
+    let old_tile = format!("/tlog/{APP}/tile/0/000.p/{}", first.size);
+    let before = get(&app, &old_tile, None).await.bytes().await.unwrap();
+    let mut writers = Vec::new();
+    for n in 0..60 {
+        let client = app.client.clone();
+        let url = app.url("/v1/cards");
+        let identity = format!("user{n}");
+        let token = app.user_token(&identity);
+        let card = new_card(&identity);
+        writers.push(tokio::spawn(async move {
+            let response = client.post(url).bearer_auth(token).json(&card.raw).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let published = Instant::now();
+    let (second, _) = checkpoint_of(&app, &vkey, first.size + 60).await;
+    assert!(published.elapsed() < Duration::from_secs(3));
+    let proof: Value = get(
+        &app,
+        &format!("/v1/transparency/consistency?from={}&to={}", first.size, second.size),
+        Some(&app.user_token("alice")),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let proof: Vec<tlog::Hash> =
+        proof["proof"].as_array().unwrap().iter().map(|h| tlog::decode_hash(h.as_str().unwrap()).unwrap()).collect();
+    tlog::verify_consistency(&proof, first.size, first.root, second.size, second.root).unwrap();
+    assert_eq!(get(&app, &old_tile, None).await.bytes().await.unwrap(), before, "served bytes never change");
+}
+
+async fn transparency_off_answers_404_everywhere(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options { settings: vec![("transparency.enabled", json!(false))], ..Options::default() },
+    )
+    .await;
+    let alice = app.user_token("alice");
+    for path in [
+        format!("/tlog/{APP}/checkpoint"),
+        format!("/tlog/{APP}/tile/0/000.p/1"),
+        "/v1/transparency".into(),
+        "/v1/transparency/inclusion?index=0&size=1".into(),
+    ] {
+        assert_problem(get(&app, &path, Some(&alice)).await, 404, "not_found").await;
+    }
+}
+
+crate::on_both_backends!(
+    transparency_serves_checkpoints_tiles_and_bundles_with_their_headers,
+    transparency_grows_consistently_and_old_tiles_stay_byte_identical,
+    transparency_off_answers_404_everywhere,
+);
