@@ -26,3 +26,6 @@ CREATE TABLE checkpoints (
     signed_at  BIGINT NOT NULL,
     CONSTRAINT checkpoints_pkey PRIMARY KEY (app_id, origin, size)
 );
+
+-- A proofs=true lookup names each card's card_published entry.
+CREATE INDEX events_published_card ON events (app_id, card_id) WHERE kind = 'card_published';

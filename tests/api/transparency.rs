@@ -225,7 +225,117 @@ async fn transparency_off_answers_404_everywhere(backend: Backend) {
     }
 }
 
+fn check_proved(answer: &Value, vkey: &VerifierKey, expected: &[(&str, &cardinal_card::CardId)]) {
+    let (checkpoint, _) = tlog::open_checkpoint(answer["checkpoint"].as_str().unwrap(), vkey).unwrap();
+    for (identity, id) in expected {
+        let cards = answer["identities"][identity].as_array().unwrap();
+        let card = cards.iter().find(|card| card["id"] == id.to_string()).unwrap();
+        let log = &card["log"];
+        let entry = cardinal_card::b64::decode_std(log["entry"].as_str().unwrap()).unwrap();
+        let body: Value = serde_json::from_slice(&entry).unwrap();
+        assert_eq!(body["kind"], "card_published");
+        assert_eq!(body["card_id"], id.to_string());
+        assert_eq!(body["identity"], *identity);
+        assert_eq!(body["app"], APP);
+        let index = log["index"].as_u64().unwrap();
+        assert_eq!(body["seq"].as_u64(), Some(index + 1));
+        let proof: Vec<tlog::Hash> = log["inclusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| tlog::decode_hash(h.as_str().unwrap()).unwrap())
+            .collect();
+        assert!(proof.len() <= 64 - (checkpoint.size - 1).leading_zeros() as usize, "at most ceil(log2 size) hashes");
+        tlog::verify_inclusion(&proof, checkpoint.size, checkpoint.root, index, tlog::leaf_hash(&entry)).unwrap();
+    }
+}
+
+async fn transparency_proofs_on_lookups_prove_every_card_and_plain_lookups_are_unchanged(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let vkey = VerifierKey::parse(info(&app).await["vkey"].as_str().unwrap()).unwrap();
+    let (alice, bob) = (new_card("alice"), new_card("bob"));
+    app.published("alice", &alice).await;
+    app.published("bob", &bob).await;
+    let token = app.user_token("alice");
+    let plain = get(&app, "/v1/cards?identity=alice&identity=bob", Some(&token)).await;
+    let etag = header(&plain, "etag").to_owned();
+    let plain_body = plain.bytes().await.unwrap();
+
+    // Right after the publishes: the newest checkpoint may not cover them, so one is signed.
+    let response = app
+        .client
+        .get(app.url("/v1/cards?identity=alice&identity=bob&proofs=true"))
+        .bearer_auth(&token)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "If-None-Match is ignored with proofs");
+    assert!(response.headers().get("etag").is_none());
+    assert_eq!(header(&response, "cache-control"), "private, no-cache");
+    let answer: Value = response.json().await.unwrap();
+    check_proved(&answer, &vkey, &[("alice", &alice.id), ("bob", &bob.id)]);
+    let plain_view: Value = serde_json::from_slice(&plain_body).unwrap();
+    let mut stripped = answer["identities"].clone();
+    for cards in stripped.as_object_mut().unwrap().values_mut() {
+        for card in cards.as_array_mut().unwrap() {
+            card.as_object_mut().unwrap().remove("log");
+        }
+    }
+    assert_eq!(stripped, plain_view["identities"], "the same cards, with their logs added");
+
+    let searched: Value = app
+        .client
+        .post(app.url("/v1/cards/search"))
+        .bearer_auth(&token)
+        .json(&json!({"identities": ["alice", "bob"], "proofs": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    check_proved(&searched, &vkey, &[("alice", &alice.id), ("bob", &bob.id)]);
+
+    // Without proofs, byte for byte what it was, and still conditional.
+    let again = get(&app, "/v1/cards?identity=alice&identity=bob", Some(&token)).await;
+    assert_eq!(header(&again, "etag"), etag);
+    assert_eq!(again.bytes().await.unwrap(), plain_body);
+    let revalidated = app
+        .client
+        .get(app.url("/v1/cards?identity=alice&identity=bob"))
+        .bearer_auth(&token)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+
+    for query in ["proofs=false", "proofs=yes", "proofs=true&proofs=true", "proofs="] {
+        let response = get(&app, &format!("/v1/cards?identity=alice&{query}"), Some(&token)).await;
+        assert_problem(response, 400, "invalid_request").await;
+    }
+    for body in [json!({"identities": ["alice"], "proofs": false}), json!({"identities": ["alice"], "proofs": "true"})]
+    {
+        let response =
+            app.client.post(app.url("/v1/cards/search")).bearer_auth(&token).json(&body).send().await.unwrap();
+        assert_problem(response, 400, "invalid_request").await;
+    }
+}
+
+async fn transparency_off_refuses_proofs(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options { settings: vec![("transparency.enabled", json!(false))], ..Options::default() },
+    )
+    .await;
+    let response = get(&app, "/v1/cards?identity=alice&proofs=true", Some(&app.user_token("alice"))).await;
+    assert_problem(response, 400, "invalid_request").await;
+}
+
 crate::on_both_backends!(
+    transparency_proofs_on_lookups_prove_every_card_and_plain_lookups_are_unchanged,
+    transparency_off_refuses_proofs,
     transparency_serves_checkpoints_tiles_and_bundles_with_their_headers,
     transparency_grows_consistently_and_old_tiles_stay_byte_identical,
     transparency_off_answers_404_everywhere,

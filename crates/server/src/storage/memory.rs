@@ -408,6 +408,27 @@ impl TransparencyStore for MemoryStore {
         Ok(app.events[start..end].iter().map(|event| event.body.clone()).collect())
     }
 
+    async fn published_entries(
+        &self,
+        app_id: &AppId,
+        card_ids: &[&str],
+    ) -> Result<Vec<(String, u64, String)>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Vec::new()) };
+        let wanted: BTreeSet<&str> = card_ids.iter().copied().collect();
+        let mut found = Vec::new();
+        for (index, event) in app.events.iter().enumerate() {
+            let body: cardinal_card::log::EventBody =
+                serde_json::from_str(&event.body).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            if body.kind == cardinal_card::log::EventKind::CardPublished
+                && let Some(card) = body.card_id.filter(|card| wanted.contains(card.as_str()))
+            {
+                found.push((card, index as u64, event.body.clone()));
+            }
+        }
+        Ok(found)
+    }
+
     async fn newest_checkpoint(&self, app_id: &AppId, origin: &str) -> Result<Option<CheckpointRecord>, StorageError> {
         let state = self.state();
         Ok(state

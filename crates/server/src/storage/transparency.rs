@@ -38,6 +38,14 @@ pub trait TransparencyStore: Send + Sync + 'static {
     /// Entries `[start, end)`: the bodies of events `start + 1 ..= end`, in order.
     async fn entries(&self, app_id: &AppId, start: u64, end: u64) -> Result<Vec<String>, StorageError>;
 
+    /// The `card_published` entries of these cards, as (card id, entry index, entry), any order;
+    /// a card without one is absent.
+    async fn published_entries(
+        &self,
+        app_id: &AppId,
+        card_ids: &[&str],
+    ) -> Result<Vec<(String, u64, String)>, StorageError>;
+
     /// The newest checkpoint of the origin.
     async fn newest_checkpoint(&self, app_id: &AppId, origin: &str) -> Result<Option<CheckpointRecord>, StorageError>;
 

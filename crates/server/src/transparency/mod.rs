@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
+use cardinal_card::tlog::wire::CardLog;
 use cardinal_card::tlog::{self, Checkpoint, Hash, LogKey, TilePath, VerifierKey};
 use thiserror::Error;
 
@@ -393,6 +395,42 @@ impl Transparency {
         }
         tlog::bundle_bytes(entries.iter().map(|e| e.as_bytes()))
             .map_err(|e| StorageError::Corrupt(e.to_string()).into())
+    }
+
+    /// What a `proofs=true` lookup adds: a checkpoint covering every card's `card_published`
+    /// entry (signed early when the newest does not), and each card's entry and inclusion proof
+    /// under it, by card id.
+    pub async fn card_proofs(
+        &self,
+        app_id: &AppId,
+        card_ids: &[&str],
+    ) -> Result<(CheckpointRecord, HashMap<String, CardLog>), TransparencyError> {
+        let entries = self.store.published_entries(app_id, card_ids).await?;
+        if entries.len() != card_ids.len() {
+            return Err(StorageError::Corrupt("a card has no card_published entry".into()).into());
+        }
+        let needed = entries.iter().map(|(_, index, _)| *index).max().unwrap_or(0);
+        let checkpoint = self.covering(app_id, needed).await?;
+        let size = checkpoint.size;
+        let mut indexes: Vec<u64> =
+            entries.iter().flat_map(|(_, index, _)| tlog::inclusion_indexes(*index, size)).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let hashes = self.store.tree_hashes(app_id, &indexes).await?;
+        let mut logs = HashMap::with_capacity(entries.len());
+        for (card_id, index, entry) in entries {
+            let proof =
+                tlog::inclusion_proof(index, size, &hashes).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            logs.insert(
+                card_id,
+                CardLog {
+                    index,
+                    entry: base64::engine::general_purpose::STANDARD.encode(entry.as_bytes()),
+                    inclusion: proof.iter().map(tlog::encode_hash).collect(),
+                },
+            );
+        }
+        Ok((checkpoint, logs))
     }
 
     /// Entry `index` (the body of event `index + 1`).

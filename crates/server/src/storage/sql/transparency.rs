@@ -169,6 +169,27 @@ impl TransparencyStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn published_entries(
+        &self,
+        app_id: &AppId,
+        card_ids: &[&str],
+    ) -> Result<Vec<(String, u64, String)>, StorageError> {
+        if card_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.db.read().await?;
+        let rows = conn
+            .session()
+            .fetch_all(
+                "SELECT card_id, seq, body FROM events \
+                 WHERE app_id = $1 AND kind = 'card_published' AND card_id = ANY($2)",
+                &[app_id.into(), card_ids.into()],
+            )
+            .await?;
+        rows.iter().map(|row| Ok((row.get("card_id")?, row.get::<i64>("seq")? as u64 - 1, row.get("body")?))).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn newest_checkpoint(&self, app_id: &AppId, origin: &str) -> Result<Option<CheckpointRecord>, StorageError> {
         self.read_optional(
             "SELECT app_id, origin, size, root, note, epoch, signed_at FROM checkpoints \
