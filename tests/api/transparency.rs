@@ -10,7 +10,7 @@ use cardinal_server::domain::KeyRole;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{APP, Options, TestApp, assert_problem, new_card, spawn_app, spawn_app_with};
+use crate::helpers::{APP, Options, TestApp, assert_problem, new_card, run_binary, spawn_app, spawn_app_with};
 use crate::support::Backend;
 
 async fn info(app: &TestApp) -> Value {
@@ -333,7 +333,132 @@ async fn transparency_off_refuses_proofs(backend: Backend) {
     assert_problem(response, 400, "invalid_request").await;
 }
 
+/// Runs `cardinal` with these arguments; returns (exit code, stdout, stderr).
+fn cardinal(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let output = run_binary(dir, &[], args);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+async fn rewrite_one_event(app: &TestApp, seq: i64) {
+    let sql = format!(
+        "UPDATE events SET body = replace(body, '\"actor\":\"test\"', '\"actor\":\"mallory\"') WHERE app_id = '{APP}' AND seq = {seq}"
+    );
+    let sql = sqlx::AssertSqlSafe(sql);
+    let changed = match app.backend {
+        Backend::Postgres => sqlx::query(sql)
+            .execute(&sqlx::PgPool::connect(app.database_url()).await.unwrap())
+            .await
+            .unwrap()
+            .rows_affected(),
+        Backend::Sqlite => sqlx::query(sql)
+            .execute(&sqlx::SqlitePool::connect(app.database_url()).await.unwrap())
+            .await
+            .unwrap()
+            .rows_affected(),
+    };
+    assert_eq!(changed, 1);
+    let body = app
+        .store
+        .entries(&cardinal_server::domain::AppId::parse(APP).unwrap(), seq as u64 - 1, seq as u64)
+        .await
+        .unwrap();
+    assert!(body[0].contains("mallory"), "the event was rewritten: {body:?}");
+}
+
+/// `cardinal audit` passes on an honest log, keeps its state, works from the tiles alone
+/// without a token, and fails (exit 6) once one stored event is rewritten.
+async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for identity in ["alice", "bob"] {
+        app.published(identity, &new_card(identity)).await;
+    }
+    let vkey = info(&app).await["vkey"].as_str().unwrap().to_owned();
+    let size = events(&app).await;
+    checkpoint_of(&app, &VerifierKey::parse(&vkey).unwrap(), size).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("audit.json");
+    let token = app.user_token("alice");
+    let base = ["audit", "--url", &app.address, "--app", APP, "--vkey", &vkey];
+    let with_token = [&base[..], &["--token", &token, "--state", state.to_str().unwrap()]].concat();
+    let (code, stdout, stderr) = cardinal(dir.path(), &with_token);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with(&format!("ok origin=localhost/cardinal/{APP} size={size} root=")), "{stdout}");
+    assert!(state.exists());
+    let (code, _, stderr) = cardinal(dir.path(), &with_token);
+    assert_eq!(code, 0, "a second run, consistent with the first: {stderr}");
+    let (code, _, stderr) = cardinal(dir.path(), &base);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("no --token"), "it says it read the tiles only: {stderr}");
+    let wrong_key = base.iter().map(|a| if *a == vkey { "o+00000000+AQ==" } else { a }).collect::<Vec<_>>();
+    assert_eq!(cardinal(dir.path(), &wrong_key).0, 1, "a malformed vkey is a usage failure");
+    let (code, _, stderr) = cardinal(dir.path(), &[&base[..], &["--quorum", "1"]].concat());
+    assert_eq!(code, 6, "no witness cosigned: {stderr}");
+
+    rewrite_one_event(&app, 2).await;
+    let (code, _, stderr) = cardinal(dir.path(), &with_token);
+    assert_eq!(code, 6, "one rewritten event fails the audit: {stderr}");
+    assert!(stderr.contains("root"), "{stderr}");
+    let unreachable = ["audit", "--url", "http://127.0.0.1:9", "--app", APP, "--vkey", &vkey];
+    assert_eq!(cardinal(dir.path(), &unreachable).0, 7);
+}
+
+/// `cardinal monitor` prints exactly the entries about the watched identity since its last
+/// run, and with --expect raises the alarm (exit 6) for a card it was not told of.
+async fn transparency_monitor_prints_an_identitys_entries_and_raises_the_alarm(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = new_card("alice");
+    app.published("alice", &alice).await;
+    app.published("bob", &new_card("bob")).await;
+    let vkey = info(&app).await["vkey"].as_str().unwrap().to_owned();
+    checkpoint_of(&app, &VerifierKey::parse(&vkey).unwrap(), events(&app).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("alice.json");
+    let token = app.user_token("alice");
+    let alice_id = alice.id.to_string();
+    let args = [
+        "monitor",
+        "--url",
+        &app.address,
+        "--app",
+        APP,
+        "--vkey",
+        &vkey,
+        "--token",
+        &token,
+        "--identity",
+        "alice",
+        "--state",
+        state.to_str().unwrap(),
+        "--expect",
+        &alice_id,
+    ];
+    let (code, stdout, stderr) = cardinal(dir.path(), &args);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!((entry["kind"].as_str(), entry["card_id"].as_str()), (Some("card_published"), Some(alice_id.as_str())));
+    let (code, stdout, _) = cardinal(dir.path(), &args);
+    assert_eq!((code, stdout.as_str()), (0, ""), "nothing new since the last run");
+
+    // A key published in alice's name that she does not know of.
+    let rogue = crate::helpers::rotation_of("alice", &alice.id);
+    app.published("alice", &rogue).await;
+    checkpoint_of(&app, &VerifierKey::parse(&vkey).unwrap(), events(&app).await).await;
+    let (code, stdout, stderr) = cardinal(dir.path(), &args);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stdout.contains(&rogue.id.to_string()) && stderr.contains(&rogue.id.to_string()), "{stdout}{stderr}");
+    let (code, _, _) = cardinal(dir.path(), &args);
+    assert_eq!(code, 6, "the alarm repeats: the kept checkpoint did not move");
+    let rogue_id = rogue.id.to_string();
+    let known = [&args[..], &[rogue_id.as_str()][..]].concat();
+    assert_eq!(cardinal(dir.path(), &known).0, 0, "once she lists it");
+}
+
 crate::on_both_backends!(
+    transparency_audit_passes_then_fails_once_one_event_is_rewritten,
+    transparency_monitor_prints_an_identitys_entries_and_raises_the_alarm,
     transparency_proofs_on_lookups_prove_every_card_and_plain_lookups_are_unchanged,
     transparency_off_refuses_proofs,
     transparency_serves_checkpoints_tiles_and_bundles_with_their_headers,

@@ -106,6 +106,23 @@ pub fn append<'a>(
     Ok(added)
 }
 
+/// As [`append`], from the entries' leaf hashes (a level-0 tile) instead of the entries.
+pub fn append_leaves(size: u64, frontier: &Hashes, leaves: &[Hash]) -> Result<Vec<(u64, Hash)>, TlogError> {
+    let mut known =
+        Hashes(frontier_indexes(size).into_iter().filter_map(|i| frontier.0.get(&i).map(|h| (i, *h))).collect());
+    let mut added = Vec::new();
+    for (offset, leaf) in leaves.iter().enumerate() {
+        let n = size + offset as u64;
+        let start = stored_hash_index(0, n);
+        let hashes = tlog_tiles::stored_hashes_for_record_hash(n, *leaf, &known).map_err(tlog)?;
+        for (k, hash) in hashes.into_iter().enumerate() {
+            known.0.insert(start + k as u64, hash);
+            added.push((start + k as u64, hash));
+        }
+    }
+    Ok(added)
+}
+
 /// The root of the first `size` entries; `hashes` holds what [`root_indexes`] names.
 pub fn root(size: u64, hashes: &Hashes) -> Result<Hash, TlogError> {
     tlog_tiles::tree_hash(size, hashes).map_err(tlog)

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod output;
+mod transparency;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -114,6 +115,56 @@ pub enum ClientCommand {
     /// Admin commands (need an admin token).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Audit an app's transparency log: the checkpoint's signatures, every tile and (with a
+    /// token) every entry, the root, consistency with the last run, the directory's rules.
+    #[command(
+        after_help = "Exit: 0 ok, 6 verification failed, 7 unreachable, 1 other.\nExample:\n  cardinal audit --url https://cards.example.com --app chat --vkey 'cards.example.com/tlog/chat+1a2b3c4d+AV…' --state audit.json"
+    )]
+    Audit {
+        /// The app whose log it is.
+        #[arg(long)]
+        app: String,
+        /// The log's verifier key (GET /v1/transparency; publish it out of band).
+        #[arg(long)]
+        vkey: String,
+        /// A witness's cosignature vkey (repeat).
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// Valid cosignatures of those witnesses required.
+        #[arg(long, default_value_t = 0)]
+        quorum: usize,
+        /// Where the last verified checkpoint is kept (a missing file is a first run).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Print every log entry about your identities since the last run (exactly the entry
+    /// bytes, one per line); with --expect, exit 6 if one names a card not listed.
+    #[command(
+        after_help = "Example:\n  cardinal monitor --app chat --vkey … --identity alice --state alice.json --expect 6a3d…53c7"
+    )]
+    Monitor {
+        /// The app whose log it is.
+        #[arg(long)]
+        app: String,
+        /// The log's verifier key.
+        #[arg(long)]
+        vkey: String,
+        /// An identity to watch (repeat).
+        #[arg(long = "identity", required = true)]
+        identities: Vec<String>,
+        /// The cards you know of: any other card of a watched identity is an alarm (exit 6).
+        #[arg(long, num_args = 1..)]
+        expect: Vec<String>,
+        /// A witness's cosignature vkey (repeat).
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// Valid cosignatures of those witnesses required.
+        #[arg(long, default_value_t = 0)]
+        quorum: usize,
+        /// Where the last verified checkpoint is kept.
+        #[arg(long)]
+        state: PathBuf,
+    },
     /// Verify a card file offline: its id, self signature and, with --service-key, the
     /// service countersignature.
     #[command(after_help = "Example:\n  cardinal verify card.json --service-key MCowBQYDK2VwAyEA…")]
@@ -317,6 +368,14 @@ async fn execute(command: ClientCommand, connection: &Connection) -> Result<(), 
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             }
+        }
+        ClientCommand::Audit { app, vkey, witnesses, quorum, state } => {
+            let args = transparency::LogArgs { app: &app, vkey: &vkey, witnesses: &witnesses, quorum };
+            transparency::audit(&client(connection)?, &args, connection.token.is_some(), state.as_ref()).await?;
+        }
+        ClientCommand::Monitor { app, vkey, identities, expect, witnesses, quorum, state } => {
+            let args = transparency::LogArgs { app: &app, vkey: &vkey, witnesses: &witnesses, quorum };
+            transparency::monitor(&client(connection)?, &args, &identities, &expect, &state).await?;
         }
         ClientCommand::Verify { file } => {
             let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;

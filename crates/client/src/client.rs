@@ -574,3 +574,22 @@ async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientErro
     }
     response.json::<T>().await.map_err(|e| ClientError::Transport(format!("unexpected answer: {e}")))
 }
+
+/// The transparency log's raw reads, for auditors and monitors (the verification is theirs).
+impl Client {
+    /// The bytes at a path under the server (a checkpoint, a tile, a bundle), with the token
+    /// when `authenticate`.
+    pub async fn get_bytes(&self, path: &str, authenticate: bool) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(path);
+        let (response, _) = self.send_retrying(|| self.inner.http.get(&url), authenticate).await?;
+        if !response.status().is_success() {
+            return Err(problem(response).await);
+        }
+        Ok(response.bytes().await?.to_vec())
+    }
+
+    /// `GET /v1/transparency`.
+    pub async fn transparency(&self) -> Result<cardinal_card::tlog::wire::TransparencyInfo, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/transparency", None).await
+    }
+}
