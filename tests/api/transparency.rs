@@ -456,7 +456,87 @@ async fn transparency_monitor_prints_an_identitys_entries_and_raises_the_alarm(b
     assert_eq!(cardinal(dir.path(), &known).0, 0, "once she lists it");
 }
 
+/// The SDK with the log key pinned: lookups come with proofs that it verifies, it keeps the
+/// newest checkpoint, and it refuses a view that contradicts one it holds (same size, another
+/// root), a wrong log key, and a tampered proof. The CLI says so with exit 6.
+async fn transparency_sdk_verifies_proofs_and_rejects_another_view(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = new_card("alice");
+    app.published("alice", &alice).await;
+    let vkey = info(&app).await["vkey"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("log.json");
+    let sdk = |vkey: &str| {
+        cardinal_client::Client::builder(&app.address)
+            .token(app.user_token("alice"))
+            .trust_on_first_use()
+            .log_key(vkey)
+            .log_state_file(&state)
+            .build()
+            .unwrap()
+    };
+    let client = sdk(&vkey);
+    let found = client.lookup(&["alice", "bob"]).await.unwrap();
+    assert_eq!(found["alice"][0].card.id, alice.id);
+    assert!(found["bob"].is_empty());
+    let first = client.kept_checkpoint().await.unwrap();
+    assert!(first.size >= 4);
+    app.published("bob", &new_card("bob")).await;
+    client.lookup(&["bob"]).await.unwrap();
+    let second = client.kept_checkpoint().await.unwrap();
+    assert!(second.size > first.size, "the newer checkpoint, proved consistent with the first, is kept");
+    assert_eq!(serde_json::from_str::<Value>(&std::fs::read_to_string(&state).unwrap()).unwrap()["size"], second.size);
+
+    // View B: the same size with another root, as a forking server would show it.
+    let forged =
+        json!({"origin": second.origin, "size": second.size, "root": tlog::encode_hash(&tlog::leaf_hash(b"view A"))});
+    std::fs::write(&state, forged.to_string()).unwrap();
+    let refused = sdk(&vkey).lookup(&["alice"]).await.unwrap_err();
+    assert!(matches!(refused, cardinal_client::ClientError::Transparency(_)), "{refused}");
+    let cli = [
+        "lookup",
+        "alice",
+        "--url",
+        &app.address,
+        "--token",
+        &app.user_token("alice"),
+        "--log-vkey",
+        &vkey,
+        "--log-state",
+        state.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = cardinal(dir.path(), &cli);
+    assert_eq!(code, 6, "{stderr}");
+    std::fs::remove_file(&state).unwrap();
+    let (code, _, stderr) = cardinal(dir.path(), &cli);
+    assert_eq!(code, 0, "{stderr}");
+
+    // Another key under the same name: the checkpoint does not verify.
+    let other = cardinal_card::tlog::LogKey::new(ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
+    let wrong = other.vkey(&second.origin).to_string();
+    std::fs::remove_file(&state).unwrap();
+    assert!(matches!(sdk(&wrong).lookup(&["alice"]).await, Err(cardinal_client::ClientError::Transparency(_))));
+
+    // A proof that does not verify.
+    let checkpoint = tlog::Checkpoint {
+        origin: second.origin.clone(),
+        size: second.size,
+        root: tlog::decode_hash(&second.root).unwrap(),
+    };
+    let answer: Value =
+        get(&app, "/v1/cards?identity=alice&proofs=true", Some(&app.user_token("alice"))).await.json().await.unwrap();
+    let card = &answer["identities"]["alice"][0];
+    let mut log: cardinal_card::tlog::wire::CardLog = serde_json::from_value(card["log"].clone()).unwrap();
+    let (current, _) =
+        tlog::open_checkpoint(answer["checkpoint"].as_str().unwrap(), &VerifierKey::parse(&vkey).unwrap()).unwrap();
+    cardinal_client::verify_card_log(&current, alice.id.as_ref(), "alice", &log).unwrap();
+    log.inclusion[0] = tlog::encode_hash(&tlog::leaf_hash(b"tampered"));
+    assert!(cardinal_client::verify_card_log(&current, alice.id.as_ref(), "alice", &log).is_err());
+    assert!(cardinal_client::verify_card_log(&checkpoint, alice.id.as_ref(), "bob", &log).is_err());
+}
+
 crate::on_both_backends!(
+    transparency_sdk_verifies_proofs_and_rejects_another_view,
     transparency_audit_passes_then_fails_once_one_event_is_rewritten,
     transparency_monitor_prints_an_identitys_entries_and_raises_the_alarm,
     transparency_proofs_on_lookups_prove_every_card_and_plain_lookups_are_unchanged,

@@ -102,6 +102,13 @@ pub enum ClientCommand {
         /// The identities.
         #[arg(required = true)]
         identities: Vec<String>,
+        /// Pin the app's transparency log key: ask for proofs and verify every card's
+        /// publication in the log, and the log's consistency with what was seen before.
+        #[arg(long)]
+        log_vkey: Option<String>,
+        /// Where the newest verified checkpoint is kept across runs (with --log-vkey).
+        #[arg(long)]
+        log_state: Option<PathBuf>,
     },
     /// Revoke one of your cards (its whole chain).
     #[command(after_help = "Example:\n  cardinal revoke 6a3d…53c7 --reason 'lost my phone'")]
@@ -222,7 +229,9 @@ impl From<ClientError> for Failure {
                 };
                 Failure { code: exit, message: format!("{} ({status}): {detail}{}", code.as_str(), hint(*code)) }
             }
-            ClientError::Verification(_) => Failure { code: exit::VERIFICATION, message: error.to_string() },
+            ClientError::Verification(_) | ClientError::Transparency(_) => {
+                Failure { code: exit::VERIFICATION, message: error.to_string() }
+            }
             ClientError::Transport(_) => Failure {
                 code: exit::UNAVAILABLE,
                 message: format!("{error} (is the server running at the --url given?)"),
@@ -271,6 +280,10 @@ fn report(failure: Failure) -> ExitCode {
 }
 
 fn client(connection: &Connection) -> Result<Client, Failure> {
+    Ok(client_builder(connection)?.build()?)
+}
+
+fn client_builder(connection: &Connection) -> Result<cardinal_client::ClientBuilder, Failure> {
     let mut builder = Client::builder(&connection.url);
     if let Some(token) = &connection.token {
         builder = builder.token(token.trim());
@@ -279,7 +292,7 @@ fn client(connection: &Connection) -> Result<Client, Failure> {
         Some(key) => builder.service_key(read_public_key(key)?),
         None => builder.trust_on_first_use(),
     };
-    Ok(builder.build()?)
+    Ok(builder)
 }
 
 fn read_public_key(text_or_path: &str) -> Result<PublicKey, Failure> {
@@ -340,8 +353,17 @@ async fn execute(command: ClientCommand, connection: &Connection) -> Result<(), 
             let card = client(connection)?.rotate(&who, &card_id(&previous)?, &key).await?;
             output::card(&card, json);
         }
-        ClientCommand::Lookup { identities } => {
-            let found = client(connection)?.lookup(&identities).await?;
+        ClientCommand::Lookup { identities, log_vkey, log_state } => {
+            let found = match log_vkey {
+                Some(vkey) => {
+                    let mut builder = client_builder(connection)?.log_key(vkey);
+                    if let Some(state) = log_state {
+                        builder = builder.log_state_file(state);
+                    }
+                    builder.build()?.lookup(&identities).await?
+                }
+                None => client(connection)?.lookup(&identities).await?,
+            };
             output::lookup(&found, json);
         }
         ClientCommand::Revoke { card, reason } => {

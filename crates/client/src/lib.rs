@@ -36,6 +36,7 @@ mod cache;
 mod client;
 mod error;
 mod retry;
+mod transparency;
 mod verify;
 
 pub use cache::LookupCacheUsage;
@@ -44,4 +45,5 @@ pub use cardinal_card::{CardId, PublicKey, SigningKey};
 pub use client::{Client, ClientBuilder, DEFAULT_LOOKUP_CACHE_BYTES, LookupStats, TokenCallback};
 pub use error::ClientError;
 pub use retry::RetryPolicy;
+pub use transparency::{KeptCheckpoint, verify_card_log};
 pub use verify::{VerifiedCard, verify_card};
