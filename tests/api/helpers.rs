@@ -164,6 +164,11 @@ impl TestApp {
         self.clock.unix()
     }
 
+    /// Where the transparency log key is, for tests that sign as a forking server would.
+    pub fn settings_log_key(&self) -> std::path::PathBuf {
+        self.settings.transparency.signing_key_file.clone()
+    }
+
     /// The database URL, for tests that check rows directly.
     pub fn database_url(&self) -> &str {
         &self._db.url

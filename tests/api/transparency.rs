@@ -535,7 +535,93 @@ async fn transparency_sdk_verifies_proofs_and_rejects_another_view(backend: Back
     assert!(cardinal_client::verify_card_log(&checkpoint, alice.id.as_ref(), "bob", &log).is_err());
 }
 
+/// `cardinal witness serve` over HTTP: it logs its vkey, cosigns a real checkpoint of a
+/// Cardinal log, answers 409 with its size to a stale `old`, refuses another root for the same
+/// size (a second view of the log) with 422, and serves what it cosigned.
+async fn transparency_witness_serve_cosigns_once_and_refuses_a_second_view(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.published("alice", &new_card("alice")).await;
+    let info = info(&app).await;
+    let (origin, vkey) = (info["origin"].as_str().unwrap().to_owned(), info["vkey"].as_str().unwrap().to_owned());
+    let (checkpoint, note) = checkpoint_of(&app, &VerifierKey::parse(&vkey).unwrap(), events(&app).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(cardinal(dir.path(), &["keygen", "--out", "w.pem"]).0, 0);
+    let mut command = crate::helpers::cardinal_command(dir.path(), &[]);
+    command
+        .args([
+            "witness",
+            "serve",
+            "--key",
+            "w.pem",
+            "--name",
+            "w.example/1",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            "w.db",
+        ])
+        .arg("--log")
+        .arg(format!("{origin}={vkey}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let (mut witness_vkey, mut port) = (None, None);
+    while port.is_none() {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(v) = line.split("witness vkey: ").nth(1) {
+            witness_vkey = Some(v.split_whitespace().next().unwrap().to_owned());
+        }
+        port = crate::helpers::listening_port(&line);
+    }
+    let witness_vkey = VerifierKey::parse(&witness_vkey.unwrap()).unwrap();
+    let url = format!("http://127.0.0.1:{}/add-checkpoint", port.unwrap());
+    let post = |body: String| app.client.post(&url).body(body).send();
+
+    let response = post(format!("old 0\n\n{note}")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let line = response.text().await.unwrap();
+    let cosignature = tlog::SignatureLine::parse(line.trim_end()).unwrap();
+    tlog::verify_cosignature(&witness_vkey, &checkpoint.body(), &cosignature.signature).unwrap();
+
+    let stale = post(format!("old 0\n\n{note}")).await.unwrap();
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    assert_eq!(header(&stale, "content-type"), "text/x.tlog.size");
+    assert_eq!(stale.text().await.unwrap(), format!("{}\n", checkpoint.size));
+
+    // View B of the same size, signed by the same key (a log key in a forking server's hands).
+    let log_key = std::fs::read_to_string(app.settings_log_key()).unwrap();
+    let key = cardinal_card::SigningKey::from_text(&log_key).unwrap();
+    let key =
+        <ed25519_dalek::SigningKey as ed25519_dalek::pkcs8::DecodePrivateKey>::from_pkcs8_der(&key.to_pkcs8_der())
+            .unwrap();
+    let view_b =
+        tlog::LogKey::new(key).sign(&tlog::Checkpoint { root: tlog::leaf_hash(b"view B"), ..checkpoint.clone() });
+    let refused = post(format!("old {}\n\n{view_b}", checkpoint.size)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // The two signed checkpoints are the proof of the fork: one size, two roots, one key.
+    let log_vkey = VerifierKey::parse(&vkey).unwrap();
+    let (a, _) = tlog::open_checkpoint(&note, &log_vkey).unwrap();
+    let (b, _) = tlog::open_checkpoint(&view_b, &log_vkey).unwrap();
+    assert!(a.size == b.size && a.root != b.root);
+
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(origin.as_bytes()));
+    let served = app.client.get(format!("http://127.0.0.1:{}/{hash}/checkpoint", port.unwrap())).send().await.unwrap();
+    let served = tlog::Note::parse(&served.text().await.unwrap()).unwrap();
+    assert!(served.verify(&log_vkey).unwrap() && served.verify(&witness_vkey).unwrap());
+    let oversized = post("x".repeat(70 * 1024)).await.unwrap();
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    stop(&mut child);
+}
+
+fn stop(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 crate::on_both_backends!(
+    transparency_witness_serve_cosigns_once_and_refuses_a_second_view,
     transparency_sdk_verifies_proofs_and_rejects_another_view,
     transparency_audit_passes_then_fails_once_one_event_is_rewritten,
     transparency_monitor_prints_an_identitys_entries_and_raises_the_alarm,

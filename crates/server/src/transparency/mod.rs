@@ -14,6 +14,7 @@
 mod key;
 #[cfg(test)]
 mod tests;
+pub mod witness;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
