@@ -620,7 +620,62 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// The newest checkpoint as served, opened.
+async fn served(app: &TestApp, vkey: &VerifierKey) -> Checkpoint {
+    let note = get(app, &format!("/tlog/{APP}/checkpoint"), None).await.text().await.unwrap();
+    tlog::open_checkpoint(&note, vkey).unwrap().0
+}
+
+/// Restarts keep one log; a restart over a rewritten event, or over a renewed epoch (a
+/// restore), stops the signing — loudly, counted — while the last checkpoint stays served.
+async fn transparency_restarts_continue_the_log_but_never_over_altered_or_restored_events(backend: Backend) {
+    for alteration in ["rewritten event", "renewed epoch"] {
+        let mut app = spawn_app(backend).await;
+        let vkey = VerifierKey::parse(info(&app).await["vkey"].as_str().unwrap()).unwrap();
+        app.published("alice", &new_card("alice")).await;
+        let first = checkpoint_of(&app, &vkey, events(&app).await).await.0;
+        app.restart().await;
+        app.published("bob", &new_card("bob")).await;
+        let second = checkpoint_of(&app, &vkey, events(&app).await).await.0;
+        assert!(second.size > first.size);
+        let proof: Value = get(
+            &app,
+            &format!("/v1/transparency/consistency?from={}&to={}", first.size, second.size),
+            Some(&app.user_token("alice")),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let proof: Vec<tlog::Hash> = proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| tlog::decode_hash(h.as_str().unwrap()).unwrap())
+            .collect();
+        tlog::verify_consistency(&proof, first.size, first.root, second.size, second.root).unwrap();
+
+        app.stop().await;
+        match alteration {
+            "rewritten event" => rewrite_one_event(&app, 2).await,
+            _ => {
+                cardinal_server::storage::Operations::renew_epoch(app.store.as_ref()).await.unwrap();
+            }
+        }
+        app.start().await;
+        app.published("carol", &new_card("carol")).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(served(&app, &vkey).await, second, "{alteration}: nothing more is signed, the last is served");
+        let refused =
+            crate::helpers::metric(&app.client, &app.address, "cardinal_transparency_inconsistent_total").await;
+        assert_eq!(refused, 1.0, "{alteration}: counted");
+        let response = get(&app, "/v1/cards?identity=carol&proofs=true", Some(&app.user_token("carol"))).await;
+        assert_problem(response, 503, "unavailable").await;
+    }
+}
+
 crate::on_both_backends!(
+    transparency_restarts_continue_the_log_but_never_over_altered_or_restored_events,
     transparency_witness_serve_cosigns_once_and_refuses_a_second_view,
     transparency_sdk_verifies_proofs_and_rejects_another_view,
     transparency_audit_passes_then_fails_once_one_event_is_rewritten,
