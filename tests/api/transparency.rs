@@ -620,6 +620,54 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Every stored checkpoint is the root of a prefix of its app's stored entries: so every pair
+/// of them is consistent, and no size has two roots (the key forbids a second row). Returns how
+/// many checkpoints there are.
+pub async fn assert_checkpoints_consistent(backend: Backend, url: &str) -> usize {
+    use sqlx::Row;
+    let (checkpoints, events): (Vec<(String, i64, Vec<u8>)>, Vec<(String, String)>) = match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let c = sqlx::query("SELECT app_id, size, root FROM checkpoints ORDER BY app_id, size")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let e = sqlx::query("SELECT app_id, body FROM events ORDER BY app_id, seq").fetch_all(&pool).await.unwrap();
+            (
+                c.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(),
+                e.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            )
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            let c = sqlx::query("SELECT app_id, size, root FROM checkpoints ORDER BY app_id, size")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let e = sqlx::query("SELECT app_id, body FROM events ORDER BY app_id, seq").fetch_all(&pool).await.unwrap();
+            (
+                c.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(),
+                e.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            )
+        }
+    };
+    let mut roots: std::collections::HashMap<(String, i64), [u8; 32]> = std::collections::HashMap::new();
+    let mut builders: std::collections::HashMap<String, tlog::RootBuilder> = std::collections::HashMap::new();
+    for (app, body) in &events {
+        let builder = builders.entry(app.clone()).or_default();
+        builder.push(body.as_bytes());
+        roots.insert((app.clone(), builder.size() as i64), builder.root().0);
+    }
+    for (app, size, root) in &checkpoints {
+        assert_eq!(
+            roots.get(&(app.clone(), *size)).map(|r| r.to_vec()),
+            Some(root.clone()),
+            "checkpoint {size} of {app}"
+        );
+    }
+    checkpoints.len()
+}
+
 /// The newest checkpoint as served, opened.
 async fn served(app: &TestApp, vkey: &VerifierKey) -> Checkpoint {
     let note = get(app, &format!("/tlog/{APP}/checkpoint"), None).await.text().await.unwrap();
