@@ -625,7 +625,8 @@ fn stop(child: &mut std::process::Child) {
 /// many checkpoints there are.
 pub async fn assert_checkpoints_consistent(backend: Backend, url: &str) -> usize {
     use sqlx::Row;
-    let (checkpoints, events): (Vec<(String, i64, Vec<u8>)>, Vec<(String, String)>) = match backend {
+    type Rows = (Vec<(String, i64, Vec<u8>)>, Vec<(String, String)>);
+    let (checkpoints, events): Rows = match backend {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
             let c = sqlx::query("SELECT app_id, size, root FROM checkpoints ORDER BY app_id, size")
