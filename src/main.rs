@@ -275,7 +275,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve => actix_web::rt::System::new().block_on(async move {
-            let app = Application::build(settings).await?;
+            let app =
+                Application::build_with(settings, cardinal_server::clock::system(), Some(cardinal_client::http_post()))
+                    .await?;
             app.run_until_stopped().await?;
             Ok(())
         }),

@@ -29,3 +29,13 @@ CREATE TABLE checkpoints (
 
 -- A proofs=true lookup names each card's card_published entry.
 CREATE INDEX events_published_card ON events (app_id, card_id) WHERE kind = 'card_published';
+
+-- Witnesses' cosignatures of checkpoints (C2SP tlog-cosignature lines), served with them.
+CREATE TABLE cosignatures (
+    app_id     TEXT   NOT NULL REFERENCES apps (id),
+    origin     TEXT   NOT NULL,
+    size       BIGINT NOT NULL,
+    witness    TEXT   NOT NULL,
+    line       TEXT   NOT NULL,
+    CONSTRAINT cosignatures_pkey PRIMARY KEY (app_id, origin, size, witness)
+);

@@ -123,7 +123,7 @@ async fn start_running(
     settings: Settings,
     clock: Arc<ShiftedClock>,
 ) -> (String, actix_web::dev::ServerHandle, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let app = Application::build_with_clock(settings, clock).await.expect("application");
+    let app = Application::build_with(settings, clock, Some(cardinal_client::http_post())).await.expect("application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     (address, handle, tokio::spawn(app.run_until_stopped()))

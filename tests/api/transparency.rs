@@ -723,7 +723,122 @@ async fn transparency_restarts_continue_the_log_but_never_over_altered_or_restor
     }
 }
 
+/// Starts `cardinal witness serve` for one log; returns it, its port and its vkey.
+fn spawn_witness(dir: &std::path::Path, name: &str, log: &str) -> (crate::helpers::Running, u16, VerifierKey) {
+    let key_file = format!("{}.pem", name.replace('/', "_"));
+    assert_eq!(cardinal(dir, &["keygen", "--out", &key_file]).0, 0);
+    let state = format!("{}.db", name.replace('/', "_"));
+    let mut command = crate::helpers::cardinal_command(dir, &[]);
+    command
+        .args([
+            "witness",
+            "serve",
+            "--key",
+            &key_file,
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            &state,
+            "--log",
+            log,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let (mut vkey, mut port) = (None, None);
+    while port.is_none() {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(v) = line.split("witness vkey: ").nth(1) {
+            vkey = Some(VerifierKey::parse(v.split_whitespace().next().unwrap()).unwrap());
+        }
+        port = crate::helpers::listening_port(&line);
+    }
+    // Keep draining its log so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (crate::helpers::Running(child), port.unwrap(), vkey.unwrap())
+}
+
+/// Two `cardinal witness serve` processes, quorum 2: Cardinal pushes each new checkpoint to
+/// both, serves their cosignatures with it, and an audit and the SDK requiring both pass.
+async fn transparency_two_witnesses_cosign_every_checkpoint_for_a_quorum_of_two(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log_key_file = dir.path().join("log-key.pem");
+    let log_key = cardinal_card::SigningKey::generate();
+    std::fs::write(&log_key_file, log_key.to_pkcs8_pem()).unwrap();
+    let log = tlog::LogKey::new(
+        <ed25519_dalek::SigningKey as ed25519_dalek::pkcs8::DecodePrivateKey>::from_pkcs8_der(&log_key.to_pkcs8_der())
+            .unwrap(),
+    );
+    let origin = format!("localhost/cardinal/{APP}");
+    let log_vkey = log.vkey(&origin).to_string();
+    let (_w1, port1, vkey1) = spawn_witness(dir.path(), "w.example/1", &format!("{origin}={log_vkey}"));
+    let (_w2, port2, vkey2) = spawn_witness(dir.path(), "w.example/2", &format!("{origin}={log_vkey}"));
+    let witnesses = json!([
+        {"name": "w.example/1", "url": format!("http://127.0.0.1:{port1}"), "vkey": vkey1.to_string()},
+        {"name": "w.example/2", "url": format!("http://127.0.0.1:{port2}"), "vkey": vkey2.to_string()},
+    ]);
+    let settings = vec![
+        ("transparency.signing_key_file", json!(log_key_file.display().to_string())),
+        ("transparency.witnesses", witnesses),
+        ("transparency.witness_quorum", json!(2)),
+    ];
+    let app = spawn_app_with(backend, Options { settings, ..Options::default() }).await;
+    let info = info(&app).await;
+    assert_eq!(info["quorum"], 2);
+    assert_eq!(info["witnesses"].as_array().unwrap().len(), 2);
+    for round in 0..2 {
+        app.published(&format!("user{round}"), &new_card(&format!("user{round}"))).await;
+        let size = events(&app).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let note = get(&app, &format!("/tlog/{APP}/checkpoint"), None).await.text().await.unwrap();
+            let parsed = tlog::Note::parse(&note).unwrap();
+            let (checkpoint, _) = tlog::open_checkpoint(&note, &VerifierKey::parse(&log_vkey).unwrap()).unwrap();
+            if checkpoint.size == size && parsed.verify(&vkey1).unwrap() && parsed.verify(&vkey2).unwrap() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: both cosignatures within 5 s: {note}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (w1, w2) = (vkey1.to_string(), vkey2.to_string());
+    let audit = [
+        "audit",
+        "--url",
+        &app.address,
+        "--app",
+        APP,
+        "--vkey",
+        &log_vkey,
+        "--witness",
+        &w1,
+        "--witness",
+        &w2,
+        "--quorum",
+        "2",
+    ];
+    let (code, _, stderr) = cardinal(dir.path(), &audit);
+    assert_eq!(code, 0, "{stderr}");
+    let client = cardinal_client::Client::builder(&app.address)
+        .token(app.user_token("alice"))
+        .trust_on_first_use()
+        .log_key(&log_vkey)
+        .log_witnesses(vec![w1.clone(), w2.clone()], 2)
+        .build()
+        .unwrap();
+    client.lookup(&["user0"]).await.unwrap();
+    let submitted =
+        crate::helpers::metric(&app.client, &app.address, "cardinal_witness_submissions_total{result=\"cosigned\"")
+            .await;
+    assert!(submitted >= 4.0, "two witnesses cosigned two checkpoints at least: {submitted}");
+}
+
 crate::on_both_backends!(
+    transparency_two_witnesses_cosign_every_checkpoint_for_a_quorum_of_two,
     transparency_restarts_continue_the_log_but_never_over_altered_or_restored_events,
     transparency_witness_serve_cosigns_once_and_refuses_a_second_view,
     transparency_sdk_verifies_proofs_and_rejects_another_view,

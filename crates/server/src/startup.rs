@@ -64,6 +64,16 @@ impl Application {
 
     /// The same, telling time by `clock` (tests move it instead of sleeping).
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        Self::build_with(settings, clock, None).await
+    }
+
+    /// The same, with the HTTP client that sends checkpoints to witnesses (the server crate
+    /// compiles none; without one, witnesses are configured but not contacted).
+    pub async fn build_with(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        post: Option<transparency::Post>,
+    ) -> anyhow::Result<Application> {
         let serving = ServingLock::shared(settings.database.url.expose_secret())?;
         let store = open_store(&settings).await?;
         let service_key = manage::load_service_key(&settings.service)?;
@@ -71,7 +81,7 @@ impl Application {
         // Events a crash left queued (committed changes whose round never ran) go into the log
         // before anything is served.
         sweep_queue(store.as_ref()).await;
-        let log = open_log(&settings, store.clone(), &service_key, clock.clone()).await?;
+        let log = open_log(&settings, store.clone(), &service_key, clock.clone(), post).await?;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let mut app = Self::serve(settings, store, service_key, log, listener, clock)?;
@@ -148,6 +158,10 @@ impl Application {
             metrics
                 .registry
                 .register(Box::new(log.inconsistent_counter()))
+                .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+            metrics
+                .registry
+                .register(Box::new(log.submissions_counter()))
                 .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
             let signer = log.clone();
             watchers.push(tokio::spawn(async move { signer.run().await }));
@@ -310,6 +324,7 @@ async fn open_log(
     store: Arc<dyn Store>,
     service_key: &cardinal_card::SigningKey,
     clock: Arc<dyn Clock>,
+    post: Option<transparency::Post>,
 ) -> anyhow::Result<Option<Arc<Transparency>>> {
     let config = &settings.transparency;
     if !config.enabled {
@@ -338,6 +353,8 @@ async fn open_log(
         interval: Duration::from_millis(config.checkpoint_interval_ms.max(10)),
         witnesses: transparency::witnesses(config)?,
         quorum: config.witness_quorum,
+        post,
+        witness_timeout: Duration::from_millis(config.witness_timeout_ms.max(1)),
     };
     let log = Arc::new(Transparency::new(store, setup, clock));
     let refused = log.check_at_start().await.context("checking the transparency logs")?;

@@ -28,6 +28,8 @@ struct App {
     tree: Vec<Hash>,
     /// Signed checkpoints by origin, then size.
     checkpoints: BTreeMap<String, BTreeMap<u64, CheckpointRecord>>,
+    /// Cosignature lines by (origin, size, witness).
+    cosignatures: BTreeMap<(String, u64, String), String>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +227,7 @@ impl AppStore for MemoryStore {
                 events: Vec::new(),
                 tree: Vec::new(),
                 checkpoints: BTreeMap::new(),
+                cosignatures: BTreeMap::new(),
             },
         );
         state.log(&app.id, std::slice::from_ref(&event))
@@ -427,6 +430,42 @@ impl TransparencyStore for MemoryStore {
             }
         }
         Ok(found)
+    }
+
+    async fn insert_cosignature(
+        &self,
+        app_id: &AppId,
+        origin: &str,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StorageError> {
+        let mut state = self.state();
+        let app = state.app(app_id)?;
+        app.cosignatures.entry((origin.to_owned(), size, witness.to_owned())).or_insert_with(|| line.to_owned());
+        Ok(())
+    }
+
+    async fn cosignatures(
+        &self,
+        app_id: &AppId,
+        origin: &str,
+        size: u64,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Vec::new()) };
+        Ok(app
+            .cosignatures
+            .iter()
+            .filter(|((o, s, _), _)| o == origin && *s == size)
+            .map(|((_, _, witness), line)| (witness.clone(), line.clone()))
+            .collect())
+    }
+
+    async fn last_cosigned(&self, app_id: &AppId, origin: &str, witness: &str) -> Result<Option<u64>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(None) };
+        Ok(app.cosignatures.keys().filter(|(o, _, w)| o == origin && w == witness).map(|(_, s, _)| *s).max())
     }
 
     async fn newest_checkpoint(&self, app_id: &AppId, origin: &str) -> Result<Option<CheckpointRecord>, StorageError> {

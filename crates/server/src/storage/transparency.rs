@@ -49,6 +49,27 @@ pub trait TransparencyStore: Send + Sync + 'static {
     /// The newest checkpoint of the origin.
     async fn newest_checkpoint(&self, app_id: &AppId, origin: &str) -> Result<Option<CheckpointRecord>, StorageError>;
 
+    /// Keeps a witness's cosignature line of the checkpoint of `size` (a repeat is a no-op).
+    async fn insert_cosignature(
+        &self,
+        app_id: &AppId,
+        origin: &str,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StorageError>;
+
+    /// The cosignature lines of the checkpoint of `size`, by witness.
+    async fn cosignatures(
+        &self,
+        app_id: &AppId,
+        origin: &str,
+        size: u64,
+    ) -> Result<Vec<(String, String)>, StorageError>;
+
+    /// The largest size the witness cosigned.
+    async fn last_cosigned(&self, app_id: &AppId, origin: &str, witness: &str) -> Result<Option<u64>, StorageError>;
+
     /// Stores a checkpoint unless one of its size is stored already; returns the stored one of
     /// that size (which the caller compares: another root is a fork).
     async fn insert_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<CheckpointRecord, StorageError>;

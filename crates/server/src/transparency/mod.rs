@@ -51,6 +51,20 @@ pub enum TransparencyError {
     Storage(#[from] StorageError),
 }
 
+/// Sends one HTTP POST (url, text body, timeout) and answers (status, content type, body): how
+/// checkpoints reach witnesses. The server crate compiles no HTTP client; the binary passes one
+/// (`cardinal_client::http_post`).
+pub type Post = Arc<
+    dyn Fn(
+            String,
+            String,
+            Duration,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(u16, String, String), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// A configured witness.
 #[derive(Debug, Clone)]
 pub struct Witness {
@@ -77,6 +91,9 @@ pub struct Transparency {
     /// is deterministic and Ed25519 signatures too, so their inserts are duplicates).
     signing: tokio::sync::Mutex<()>,
     inconsistent: prometheus::IntCounter,
+    submissions: prometheus::IntCounterVec,
+    post: Option<Post>,
+    witness_timeout: Duration,
 }
 
 impl std::fmt::Debug for Transparency {
@@ -97,6 +114,10 @@ pub struct LogSetup {
     pub witnesses: Vec<Witness>,
     /// Cosignatures required.
     pub quorum: usize,
+    /// How checkpoints reach the witnesses (none: they are not contacted).
+    pub post: Option<Post>,
+    /// How long a witness has to answer.
+    pub witness_timeout: Duration,
 }
 
 impl Transparency {
@@ -105,6 +126,11 @@ impl Transparency {
         let inconsistent = prometheus::IntCounter::new(
             "cardinal_transparency_inconsistent_total",
             "Times a log was found to disagree with its stored checkpoints and was not signed",
+        )
+        .expect("a constant, valid metric name");
+        let submissions = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("cardinal_witness_submissions_total", "Checkpoints sent to witnesses, by outcome"),
+            &["witness", "result"],
         )
         .expect("a constant, valid metric name");
         Transparency {
@@ -118,7 +144,15 @@ impl Transparency {
             refused: Mutex::new(HashMap::new()),
             signing: tokio::sync::Mutex::new(()),
             inconsistent,
+            submissions,
+            post: setup.post,
+            witness_timeout: setup.witness_timeout,
         }
+    }
+
+    /// The witness submissions counter, for the metrics registry.
+    pub fn submissions_counter(&self) -> prometheus::IntCounterVec {
+        self.submissions.clone()
     }
 
     /// The counter of refusals, for the metrics registry.
@@ -320,7 +354,142 @@ impl Transparency {
             if let Err(error) = self.sign_due().await {
                 tracing::warn!(%error, "checkpoints could not be signed yet");
             }
+            if self.post.is_some() && !self.witnesses.is_empty() {
+                // Pushed beside the signing, never before it: a slow witness delays no checkpoint.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = this.push_witnesses().await {
+                        tracing::warn!(%error, "checkpoints could not be sent to witnesses yet");
+                    }
+                });
+            }
         }
+    }
+
+    /// Sends each app's newest checkpoint to every witness that has not cosigned it.
+    pub async fn push_witnesses(&self) -> Result<(), StorageError> {
+        let Some(post) = &self.post else { return Ok(()) };
+        for app in self.store.list_apps().await? {
+            let Some(newest) = self.newest(&app.id).await? else { continue };
+            for witness in &self.witnesses {
+                let last = self.store.last_cosigned(&app.id, &newest.origin, &witness.name).await?;
+                if last == Some(newest.size) {
+                    continue;
+                }
+                let result = self.submit(post, witness, &newest, last.unwrap_or(0), true).await;
+                let label = match &result {
+                    Ok(()) => "cosigned",
+                    Err(outcome) => outcome,
+                };
+                self.submissions.with_label_values(&[witness.name.as_str(), label]).inc();
+            }
+        }
+        Ok(())
+    }
+
+    /// One add-checkpoint; on a 409 naming a size the log has, once more from it.
+    fn submit<'a>(
+        &'a self,
+        post: &'a Post,
+        witness: &'a Witness,
+        checkpoint: &'a CheckpointRecord,
+        old: u64,
+        retry: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), &'static str>> + Send + 'a>> {
+        Box::pin(async move {
+            let app_id = &checkpoint.app_id;
+            let proof = match self.consistency_within(app_id, old, checkpoint.size).await {
+                Ok(proof) => proof,
+                Err(error) => {
+                    tracing::warn!(%error, "no consistency proof for a witness");
+                    return Err("error");
+                }
+            };
+            let mut body = format!("old {old}\n");
+            for hash in &proof {
+                body.push_str(&tlog::encode_hash(hash));
+                body.push('\n');
+            }
+            body.push('\n');
+            body.push_str(&checkpoint.note);
+            let url = format!("{}/add-checkpoint", witness.url);
+            let answer = post(url, body, self.witness_timeout).await;
+            let (status, content_type, text) = match answer {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::warn!(witness = %witness.name, %error, "a witness did not answer");
+                    return Err("unreachable");
+                }
+            };
+            let checkpoint_body =
+                Checkpoint { origin: checkpoint.origin.clone(), size: checkpoint.size, root: Hash(checkpoint.root) }
+                    .body();
+            match status {
+                200 => {
+                    let mut kept = 0;
+                    for line in text.lines() {
+                        if let Ok(parsed) = tlog::SignatureLine::parse(line)
+                            && parsed.name == witness.vkey.name
+                            && parsed.id == witness.vkey.id
+                            && tlog::verify_cosignature(&witness.vkey, &checkpoint_body, &parsed.signature).is_ok()
+                        {
+                            self.store
+                                .insert_cosignature(
+                                    app_id,
+                                    &checkpoint.origin,
+                                    checkpoint.size,
+                                    &witness.name,
+                                    &parsed.to_line(),
+                                )
+                                .await
+                                .map_err(|_| "error")?;
+                            kept += 1;
+                        }
+                    }
+                    if kept == 0 {
+                        tracing::warn!(witness = %witness.name, "a witness answered without a valid cosignature");
+                        return Err("invalid");
+                    }
+                    Ok(())
+                }
+                409 if content_type.starts_with("text/x.tlog.size") => {
+                    let size: Option<u64> = text.trim_end().parse().ok();
+                    match size {
+                        Some(size) if size <= checkpoint.size && retry => {
+                            self.submit(post, witness, checkpoint, size, false).await
+                        }
+                        Some(size) if size > checkpoint.size => {
+                            tracing::error!(witness = %witness.name, size, ours = checkpoint.size, "a witness has cosigned a larger tree of this log: a rollback or a fork");
+                            Err("conflict")
+                        }
+                        _ => Err("conflict"),
+                    }
+                }
+                status => {
+                    tracing::warn!(witness = %witness.name, status, answer = %text.trim_end(), "a witness refused a checkpoint");
+                    Err(if status == 422 { "inconsistent" } else { "refused" })
+                }
+            }
+        })
+    }
+
+    /// A consistency proof from the stored tree, within `to` (not bounded by the newest
+    /// checkpoint's size like the public one).
+    async fn consistency_within(&self, app_id: &AppId, from: u64, to: u64) -> Result<Vec<Hash>, TransparencyError> {
+        if from > to {
+            return Err(TransparencyError::InvalidRequest("from > to".into()));
+        }
+        let hashes = self.store.tree_hashes(app_id, &tlog::consistency_indexes(from, to)).await?;
+        tlog::consistency_proof(from, to, &hashes).map_err(|e| StorageError::Corrupt(e.to_string()).into())
+    }
+
+    /// A checkpoint's note as served: the log's signature, then every cosignature kept.
+    pub async fn served_note(&self, checkpoint: &CheckpointRecord) -> Result<String, StorageError> {
+        let mut note = checkpoint.note.clone();
+        for (_, line) in self.store.cosignatures(&checkpoint.app_id, &checkpoint.origin, checkpoint.size).await? {
+            note.push_str(&line);
+        }
+        Ok(note)
     }
 
     /// The newest checkpoint of the app's log.

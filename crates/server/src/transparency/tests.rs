@@ -47,6 +47,8 @@ impl World {
             interval: Duration::from_secs(1),
             witnesses: Vec::new(),
             quorum: 0,
+            post: None,
+            witness_timeout: Duration::from_secs(1),
         };
         Transparency::new(store, setup, self.clock.clone())
     }

@@ -96,7 +96,8 @@ async fn with_proofs(directory: &Directory, log: &Transparency, caller: &Caller,
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let (checkpoint, mut logs) = log.card_proofs(&caller.app_id, &id_refs).await?;
     // Spliced as text, so each card still embeds its stored JSON as is (a Value would re-encode it).
-    let mut body = format!("{{\"checkpoint\":{},\"identities\":{{", json(&checkpoint.note)?);
+    let note = log.served_note(&checkpoint).await?;
+    let mut body = format!("{{\"checkpoint\":{},\"identities\":{{", json(&note)?);
     for (i, (identity, cards)) in found.iter().enumerate() {
         if i > 0 {
             body.push(',');

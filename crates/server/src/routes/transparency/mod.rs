@@ -51,7 +51,7 @@ pub async fn get_checkpoint(log: Option<web::Data<Transparency>>, app: web::Path
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .content_type("text/plain; charset=utf-8")
-        .body(checkpoint.note))
+        .body(log.served_note(&checkpoint).await?))
 }
 
 /// A hash tile (C2SP tlog-tiles): `<L>/<N>[.p/<W>]`.

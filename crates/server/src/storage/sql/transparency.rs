@@ -190,6 +190,53 @@ impl TransparencyStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn insert_cosignature(
+        &self,
+        app_id: &AppId,
+        origin: &str,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.db.begin_write().await?;
+        tx.session()
+            .execute(
+                "INSERT INTO cosignatures (app_id, origin, size, witness, line) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (app_id, origin, size, witness) DO NOTHING",
+                &[app_id.into(), origin.into(), to_i64(size)?.into(), witness.into(), line.into()],
+            )
+            .await?;
+        tx.commit().await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cosignatures(
+        &self,
+        app_id: &AppId,
+        origin: &str,
+        size: u64,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        self.read_all(
+            "SELECT witness, line FROM cosignatures WHERE app_id = $1 AND origin = $2 AND size = $3 ORDER BY witness",
+            &[app_id.into(), origin.into(), to_i64(size)?.into()],
+            |row| Ok((row.get("witness")?, row.get("line")?)),
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn last_cosigned(&self, app_id: &AppId, origin: &str, witness: &str) -> Result<Option<u64>, StorageError> {
+        let size = self
+            .read_optional(
+                "SELECT MAX(size) AS size FROM cosignatures WHERE app_id = $1 AND origin = $2 AND witness = $3",
+                &[app_id.into(), origin.into(), witness.into()],
+                |row| row.get::<Option<i64>>("size"),
+            )
+            .await?;
+        Ok(size.flatten().map(|s| s as u64))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn newest_checkpoint(&self, app_id: &AppId, origin: &str) -> Result<Option<CheckpointRecord>, StorageError> {
         self.read_optional(
             "SELECT app_id, origin, size, root, note, epoch, signed_at FROM checkpoints \
