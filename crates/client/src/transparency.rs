@@ -190,3 +190,56 @@ pub fn verify_card_log(
     tlog::verify_inclusion(&proof, checkpoint.size, checkpoint.root, log.index, tlog::leaf_hash(&entry))
         .map_err(|_| failed(format!("the inclusion proof of card {card_id} does not verify")))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+    use super::*;
+    use cardinal_card::tlog::Hashes;
+
+    /// One card's proof checked in a log of a million entries (20 proof hashes), timed: the
+    /// figure BENCHMARKS.md quotes. An unoptimised build bounds the release one from above.
+    #[test]
+    fn one_cards_publication_proof_verifies_in_well_under_a_millisecond() {
+        let size: u64 = 1 << 20;
+        let card_id = "ab".repeat(32);
+        let index = 777_777;
+        let entry = |i: u64| {
+            if i == index {
+                let body = EventBody {
+                    app: "chat".into(),
+                    seq: i as i64 + 1,
+                    at: 1,
+                    kind: EventKind::CardPublished,
+                    card_id: Some(card_id.clone()),
+                    identity: Some("alice".into()),
+                    actor: "user:alice".into(),
+                    detail: Default::default(),
+                };
+                body.canonical_bytes()
+            } else {
+                format!("e{i}").into_bytes()
+            }
+        };
+        let entries: Vec<Vec<u8>> = (0..size).map(entry).collect();
+        let hashes = Hashes(tlog::append(0, &Hashes::default(), entries.iter().map(Vec::as_slice)).unwrap().into_iter().collect());
+        let root = tlog::root(size, &hashes).unwrap();
+        let proof = tlog::inclusion_proof(index, size, &hashes).unwrap();
+        let checkpoint = Checkpoint { origin: "cards.example.com/tlog/chat".into(), size, root };
+        let log = CardLog {
+            index,
+            entry: cardinal_card::b64::encode_std(&entries[index as usize]),
+            inclusion: proof.iter().map(tlog::encode_hash).collect(),
+        };
+        let runs = 2000;
+        let started = std::time::Instant::now();
+        for _ in 0..runs {
+            verify_card_log(&checkpoint, &card_id, "alice", &log).unwrap();
+        }
+        let each = started.elapsed() / runs;
+        eprintln!("one card's log entry and inclusion proof (size 2^20, {} hashes) verify in {each:?}", proof.len());
+        assert!(each < std::time::Duration::from_millis(1), "{each:?}");
+        let wrong = CardLog { index: index + 1, ..log };
+        assert!(verify_card_log(&checkpoint, &card_id, "alice", &wrong).is_err());
+    }
+}
