@@ -222,7 +222,9 @@ mod tests {
             }
         };
         let entries: Vec<Vec<u8>> = (0..size).map(entry).collect();
-        let hashes = Hashes(tlog::append(0, &Hashes::default(), entries.iter().map(Vec::as_slice)).unwrap().into_iter().collect());
+        let hashes = Hashes(
+            tlog::append(0, &Hashes::default(), entries.iter().map(Vec::as_slice)).unwrap().into_iter().collect(),
+        );
         let root = tlog::root(size, &hashes).unwrap();
         let proof = tlog::inclusion_proof(index, size, &hashes).unwrap();
         let checkpoint = Checkpoint { origin: "cards.example.com/tlog/chat".into(), size, root };

@@ -330,6 +330,14 @@ mod tests {
             .unwrap();
         assert_eq!(with_password.database.url.expose_secret(), "postgres://u:hunter2@h/db");
         assert!(!format!("{with_password:?}").contains("hunter2"));
+        let with_log_key: Settings = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(("transparency.signing_key", "-----BEGIN PRIVATE KEY-----MC4CAQAwBQYDK2VwBCIEIlogkey"))
+            .extract()
+            .unwrap();
+        assert!(with_log_key.transparency.signing_key.is_some());
+        assert!(!format!("{with_log_key:?}").contains("MC4CAQAw"), "the log key is masked like the service key");
+        assert_eq!(with_log_key.transparency.origin_prefix, DEFAULT_ORIGIN_PREFIX);
+        assert_eq!(with_log_key.transparency.checkpoint_interval_ms, 1000);
     }
 
     #[test]

@@ -62,3 +62,61 @@ pub fn witnesses(settings: &TransparencySettings) -> anyhow::Result<Vec<Witness>
     }
     Ok(witnesses)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::config::WitnessSettings;
+
+    fn settings(file: std::path::PathBuf) -> TransparencySettings {
+        TransparencySettings {
+            enabled: true,
+            origin_prefix: "o".into(),
+            signing_key_file: file,
+            generate_signing_key: true,
+            signing_key: None,
+            checkpoint_interval_ms: 1000,
+            witness_quorum: 0,
+            witness_timeout_ms: 5000,
+            witnesses: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_generated_log_key_is_owner_only_kept_and_never_the_service_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = SigningKey::generate();
+        let config = settings(dir.path().join("keys/log-key.pem"));
+        let key = load_log_key(&config, &service).unwrap();
+        let mode = std::fs::metadata(&config.signing_key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_log_key(&config, &service).unwrap().public(), key.public(), "read back, not replaced");
+        let same = settings(dir.path().join("service.pem"));
+        std::fs::write(&same.signing_key_file, service.to_pkcs8_pem()).unwrap();
+        assert!(load_log_key(&same, &service).is_err(), "the service key is refused as the log key");
+        let missing = TransparencySettings { generate_signing_key: false, ..settings(dir.path().join("none.pem")) };
+        assert!(load_log_key(&missing, &service).is_err());
+    }
+
+    #[test]
+    fn witnesses_need_cosignature_vkeys_of_their_name_and_a_reachable_quorum() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let vkey = VerifierKey::new("w1", COSIGNATURE_TYPE, key.verifying_key()).to_string();
+        let witness =
+            |name: &str, vkey: &str| WitnessSettings { name: name.into(), url: "http://w/".into(), vkey: vkey.into() };
+        let mut config = settings("k".into());
+        config.witnesses = vec![witness("w1", &vkey)];
+        config.witness_quorum = 1;
+        assert_eq!(witnesses(&config).unwrap()[0].url, "http://w");
+        config.witness_quorum = 2;
+        assert!(witnesses(&config).is_err(), "quorum above the witnesses");
+        config.witness_quorum = 0;
+        config.witnesses = vec![witness("w2", &vkey)];
+        assert!(witnesses(&config).is_err(), "a vkey of another name");
+        let note_key = VerifierKey::new("w1", cardinal_card::tlog::ED25519_TYPE, key.verifying_key()).to_string();
+        config.witnesses = vec![witness("w1", &note_key)];
+        assert!(witnesses(&config).is_err(), "a note key is not a cosignature key");
+    }
+}
