@@ -721,6 +721,27 @@ async fn a_checkpoint_size_keeps_its_first_root(kind: Kind) {
     assert!(store.insert_checkpoint(&checkpoint("nope", "o/nope", 1, 1)).await.is_err(), "a checkpoint needs its app");
 }
 
+async fn cosignatures_are_kept_once_per_witness_and_size(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    app(store.as_ref(), "a").await;
+    let a = app_id("a");
+    assert_eq!(store.last_cosigned(&a, "o/a", "w1").await.unwrap(), None);
+    store.insert_cosignature(&a, "o/a", 3, "w1", "— w1 AAAA\n").await.unwrap();
+    store.insert_cosignature(&a, "o/a", 3, "w1", "— w1 BBBB\n").await.unwrap();
+    store.insert_cosignature(&a, "o/a", 3, "w2", "— w2 CCCC\n").await.unwrap();
+    store.insert_cosignature(&a, "o/a", 9, "w1", "— w1 DDDD\n").await.unwrap();
+    store.insert_cosignature(&a, "p/a", 12, "w1", "— w1 EEEE\n").await.unwrap();
+    assert_eq!(
+        store.cosignatures(&a, "o/a", 3).await.unwrap(),
+        vec![("w1".to_owned(), "— w1 AAAA\n".to_owned()), ("w2".to_owned(), "— w2 CCCC\n".to_owned())],
+        "the first line of a witness for a size is kept"
+    );
+    assert_eq!(store.last_cosigned(&a, "o/a", "w1").await.unwrap(), Some(9));
+    assert_eq!(store.last_cosigned(&a, "o/a", "w2").await.unwrap(), Some(3));
+    assert_eq!(store.last_cosigned(&a, "p/a", "w2").await.unwrap(), None, "by origin");
+    assert!(store.insert_cosignature(&app_id("nope"), "o", 1, "w1", "x").await.is_err(), "needs its app");
+}
+
 /// Events written before the tree existed (or a tree lost) are hashed by the next migrate,
 /// and a round that finds the tree behind catches it up before it appends.
 async fn migrate_and_rounds_complete_a_tree_that_is_behind(backend: Backend) {
@@ -879,6 +900,7 @@ on_every_store!(
     events_are_gap_free_hash_chained_and_paged,
     the_transparency_tree_grows_with_every_round,
     a_checkpoint_size_keeps_its_first_root,
+    cosignatures_are_kept_once_per_witness_and_size,
 );
 
 on_both_backends!(
