@@ -387,6 +387,9 @@ async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backen
     assert!(state.exists());
     let (code, _, stderr) = cardinal(dir.path(), &with_token);
     assert_eq!(code, 0, "a second run, consistent with the first: {stderr}");
+    let admin = app.admin_token("root");
+    let (code, _, stderr) = cardinal(dir.path(), &[&base[..], &["--token", &admin]].concat());
+    assert_eq!(code, 0, "with an admin token, the event API agrees with the entries: {stderr}");
     let (code, _, stderr) = cardinal(dir.path(), &base);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("no --token"), "it says it read the tiles only: {stderr}");
@@ -398,6 +401,8 @@ async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backen
     rewrite_one_event(&app, 2).await;
     let (code, _, stderr) = cardinal(dir.path(), &with_token);
     assert_eq!(code, 6, "one rewritten event fails the audit: {stderr}");
+    let (code, _, _) = cardinal(dir.path(), &[&base[..], &["--token", &admin]].concat());
+    assert_eq!(code, 6, "and with an admin token too");
     assert!(stderr.contains("root"), "{stderr}");
     let unreachable = ["audit", "--url", "http://127.0.0.1:9", "--app", APP, "--vkey", &vkey];
     assert_eq!(cardinal(dir.path(), &unreachable).0, 7);

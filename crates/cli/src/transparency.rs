@@ -217,6 +217,7 @@ pub async fn audit(
     }
     if with_entries {
         replay(args.app, &all_entries)?;
+        compare_with_admin_events(client, &all_entries).await?;
     }
     if let Some(path) = state {
         new_state(&origin, size, root, &hashes)?.write(path)?;
@@ -263,6 +264,45 @@ fn replay(app: &str, entries: &[Vec<u8>]) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// With an admin token, `GET /v1/admin/events` must hold the same bodies, and its hash chain
+/// must be the one the entries give. With another token (403) there is nothing to compare.
+async fn compare_with_admin_events(client: &Client, entries: &[Vec<u8>]) -> Result<(), Failure> {
+    let mut previous = cardinal_card::log::GENESIS_HASH;
+    let mut after = 0i64;
+    while (after as usize) < entries.len() {
+        let page = match client.events(after, 1000).await {
+            Ok(page) => page,
+            Err(cardinal_client::ClientError::Api { status: 403, .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        if page.events.is_empty() {
+            return Err(failed(format!("/v1/admin/events ends at {after}, the log holds {}", entries.len())));
+        }
+        for event in &page.events {
+            let index = (event.seq - 1) as usize;
+            let entry = entries.get(index).ok_or_else(|| failed(format!("event {} is beyond the log", event.seq)))?;
+            let hash = cardinal_card::log::chain_hash(&previous, entry);
+            if event.event.canonical_bytes() != *entry
+                || event.prev_hash != hex_of(&previous)
+                || event.hash != hex_of(&hash)
+                || event.seq != after + 1
+            {
+                return Err(failed(format!(
+                    "event {} of /v1/admin/events is not entry {index} and its chain",
+                    event.seq
+                )));
+            }
+            previous = hash;
+            after = event.seq;
+        }
+    }
+    Ok(())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `cardinal monitor`: prints every entry since the kept checkpoint about a watched identity.
