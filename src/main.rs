@@ -103,8 +103,36 @@ enum Command {
     ///
     /// Example: cardinal token --key cardinal-data/default-app-key.pem --kid KID --app default --identity alice
     Token(TokenCommand),
+    /// A transparency witness (C2SP tlog-witness) of our own.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
     #[command(flatten)]
     Client(cardinal_cli::ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WitnessCommand {
+    /// Serve add-checkpoint for the logs given, cosigning each checkpoint consistent with the
+    /// last one it cosigned; exits on SIGTERM.
+    ///
+    /// Example: cardinal witness serve --key w.pem --name witness.example.org/w1 --listen 0.0.0.0:7380 --state w.db --log 'cards.example.com/tlog/chat=cards.example.com/tlog/chat+1a2b3c4d+AV…'
+    Serve {
+        /// Its Ed25519 key (PKCS#8 PEM, as `cardinal keygen` writes).
+        #[arg(long)]
+        key: PathBuf,
+        /// Its name (the cosignature key name).
+        #[arg(long)]
+        name: String,
+        /// `host:port`.
+        #[arg(long)]
+        listen: String,
+        /// Its SQLite state file (created if missing).
+        #[arg(long)]
+        state: PathBuf,
+        /// A log it witnesses: `ORIGIN=VKEY` (repeat).
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,10 +313,42 @@ fn main() -> ExitCode {
     }
 }
 
+async fn witness_serve(
+    key: &std::path::Path,
+    name: &str,
+    listen: &str,
+    state: &std::path::Path,
+    logs: &[String],
+) -> anyhow::Result<()> {
+    use cardinal_server::transparency::witness::{Witness, serve};
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let key = cardinal_server::manage::read_private_key(key)?;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_der(&key.to_pkcs8_der()).context("the witness key")?;
+    let mut vkeys = Vec::new();
+    for log in logs {
+        let (origin, vkey) = log.split_once('=').context("--log takes ORIGIN=VKEY")?;
+        let vkey =
+            cardinal_card::tlog::VerifierKey::parse(vkey).with_context(|| format!("--log {origin}: the vkey"))?;
+        if vkey.name != origin || vkey.kind != cardinal_card::tlog::ED25519_TYPE {
+            bail!("--log {origin}: the vkey must be an Ed25519 note key named {origin}");
+        }
+        vkeys.push(vkey);
+    }
+    let witness = Witness::open(name, key, vkeys, state).await?;
+    serve(witness, listen).await
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Token(TokenCommand { mint: args, .. }) = &cli.command {
         println!("{}", mint(args)?);
         return Ok(());
+    }
+    if let Command::Witness(WitnessCommand::Serve { key, name, listen, state, logs }) = &cli.command {
+        telemetry::init(&cardinal_server::config::LogSettings {
+            format: cardinal_server::config::LogFormat::Pretty,
+            level: "info".into(),
+        });
+        return actix_web::rt::System::new().block_on(witness_serve(key, name, listen, state, logs));
     }
     let settings = Settings::load(cli.config.as_deref()).context("loading the configuration")?;
     if let Command::PrintConfig = cli.command {
@@ -300,7 +360,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve => actix_web::rt::System::new().block_on(async move {
-            let app = Application::build(settings).await?;
+            let app =
+                Application::build_with(settings, cardinal_server::clock::system(), Some(cardinal_client::http_post()))
+                    .await?;
             app.run_until_stopped().await?;
             Ok(())
         }),
@@ -444,6 +506,7 @@ async fn admin(command: Command, settings: Settings, json: bool) -> anyhow::Resu
         | Command::Man
         | Command::Token(_)
         | Command::Client(_)
+        | Command::Witness(_)
         | Command::Backup { .. }
         | Command::Restore { .. } => {}
     }

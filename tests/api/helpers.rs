@@ -81,6 +81,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         .merge(("database.max_connections", 10))
         .merge(("service.signing_key_file", db.dir().join("service-key.pem").display().to_string()))
         .merge(("pythia.secret_file", db.dir().join("pythia-secret").display().to_string()))
+        .merge(("transparency.signing_key_file", db.dir().join("log-key.pem").display().to_string()))
         .merge(("bootstrap.enabled", false))
         .merge(("limits.body_bytes", options.body_bytes));
     for (key, value) in options.settings {
@@ -123,7 +124,7 @@ async fn start_running(
     settings: Settings,
     clock: Arc<ShiftedClock>,
 ) -> (String, actix_web::dev::ServerHandle, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let app = Application::build_with_clock(settings, clock).await.expect("application");
+    let app = Application::build_with(settings, clock, Some(cardinal_client::http_post())).await.expect("application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     (address, handle, tokio::spawn(app.run_until_stopped()))
@@ -162,6 +163,11 @@ impl TestApp {
     /// The server's current time, Unix seconds.
     pub fn now(&self) -> i64 {
         self.clock.unix()
+    }
+
+    /// Where the transparency log key is, for tests that sign as a forking server would.
+    pub fn settings_log_key(&self) -> std::path::PathBuf {
+        self.settings.transparency.signing_key_file.clone()
     }
 
     /// The database URL, for tests that check rows directly.

@@ -25,4 +25,5 @@ mod resilience;
 mod sdk;
 mod security;
 mod tokens;
+mod transparency;
 mod virgil;

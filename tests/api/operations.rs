@@ -160,6 +160,7 @@ async fn metrics_can_have_their_own_listener(backend: Backend) {
         .merge(("database.url", db.url.clone()))
         .merge(("service.signing_key_file", db.dir().join("k.pem").display().to_string()))
         .merge(("pythia.secret_file", db.dir().join("pythia-secret").display().to_string()))
+        .merge(("transparency.signing_key_file", db.dir().join("log-key.pem").display().to_string()))
         .merge(("bootstrap.enabled", false))
         .extract()
         .unwrap();

@@ -256,6 +256,9 @@ async fn kill_9_during_a_publish_storm_loses_nothing_acknowledged(backend: Backe
         assert_eq!(&stored["raw"], raw, "{id} is byte-identical");
     }
     assert_cards_and_events_agree(backend, &db.url).await;
+    // Checkpoints signed between the kills all agree with the surviving entries.
+    let signed = crate::transparency::assert_checkpoints_consistent(backend, &db.url).await;
+    assert!(signed >= 3, "a checkpoint at each start at least: {signed}");
 }
 
 /// Postgres only: the test stops and starts its own cluster.

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardinal_card::log::{EventKind, GENESIS_HASH, StoredEvent, verify_chain};
+use cardinal_card::tlog;
 use cardinal_server::domain::{AppId, CardId, CardsPerIdentity, Identity, KeyRole};
 use cardinal_server::storage::memory::MemoryStore;
 use cardinal_server::storage::sql::SqlStore;
 use cardinal_server::storage::{
-    ApiKeyRecord, AppRecord, CardsQuery, EventDraft, EventsQuery, NewCard, Placement, PoolSettings, ReadFrom,
-    Revocation, StorageError, Store, active_digest, connect, constraint,
+    ApiKeyRecord, AppRecord, CardsQuery, CheckpointRecord, EventDraft, EventsQuery, NewCard, Placement, PoolSettings,
+    ReadFrom, Revocation, StorageError, Store, active_digest, connect, constraint,
 };
 use support::{Backend, TestDb};
 
@@ -600,6 +601,7 @@ async fn two_stores_sharing_a_database_keep_one_gap_free_log(backend: Backend) {
     let expected: Vec<String> = (1..=40u8).map(|n| card_id(n).to_string()).collect();
     assert_eq!(published, expected, "every write once, none lost");
     assert_eq!(second.sequence_queued().await.unwrap(), 0, "nothing was left queued");
+    assert_tree_covers_the_log(first.as_ref(), "a").await;
 }
 
 /// A crash between a write's commit and its round leaves its events queued: the next sweep
@@ -640,6 +642,127 @@ async fn events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep(backend: 
     );
     assert_eq!(bodies[2]["detail"]["reason"], "lost");
     assert_eq!(bodies[2]["actor"], "admin:root");
+    assert_tree_covers_the_log(store.as_ref(), "a").await;
+}
+
+/// The app's tree covers every event of its log, and nothing else: its size is the log's, its
+/// root (from the stored hashes) is the root of the event bodies, and every event is proved in
+/// it. Returns the root.
+async fn assert_tree_covers_the_log(store: &dyn Store, app: &str) -> tlog::Hash {
+    let a = app_id(app);
+    let events =
+        store.list_events(EventsQuery { app_id: &a, after: 0, limit: 100_000, max_bytes: usize::MAX }).await.unwrap();
+    let size = events.len() as u64;
+    assert_eq!(store.tree_size(&a).await.unwrap(), size, "the tree covers the log");
+    let entries = store.entries(&a, 0, size).await.unwrap();
+    assert_eq!(entries, events.iter().map(|e| e.body.clone()).collect::<Vec<_>>(), "entry i is event i + 1");
+    let mut builder = tlog::RootBuilder::default();
+    entries.iter().for_each(|entry| builder.push(entry.as_bytes()));
+    let all: Vec<u64> = (0..tlog::stored_hash_count(size)).collect();
+    let hashes = store.tree_hashes(&a, &all).await.unwrap();
+    assert_eq!(hashes.0.len() as u64, tlog::stored_hash_count(size), "every stored hash, no more");
+    let root = tlog::root(size, &store.tree_hashes(&a, &tlog::root_indexes(size)).await.unwrap()).unwrap();
+    assert_eq!(root, builder.root(), "the stored tree's root is the entries' root");
+    for (index, entry) in entries.iter().enumerate() {
+        let index = index as u64;
+        let needed = store.tree_hashes(&a, &tlog::inclusion_indexes(index, size)).await.unwrap();
+        let proof = tlog::inclusion_proof(index, size, &needed).unwrap();
+        tlog::verify_inclusion(&proof, size, root, index, tlog::leaf_hash(entry.as_bytes())).unwrap();
+    }
+    root
+}
+
+async fn the_transparency_tree_grows_with_every_round(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    let s = store.as_ref();
+    app(s, "a").await;
+    app(s, "b").await;
+    assert_tree_covers_the_log(s, "a").await;
+    for n in 1..=9u8 {
+        publish_root(s, "a", &card_id(n), &format!("user{n}"), true).await.unwrap();
+        assert_tree_covers_the_log(s, "a").await;
+    }
+    rotate(s, "a", &card_id(1), &card_id(1), &card_id(20)).await.unwrap();
+    assert!(revoke(s, "a", &card_id(2), "user2", "x").await);
+    publish_root(s, "b", &card_id(1), "alice", true).await.unwrap();
+    assert_tree_covers_the_log(s, "a").await;
+    assert_tree_covers_the_log(s, "b").await;
+    assert_eq!(store.tree_size(&app_id("nope")).await.unwrap(), 0);
+}
+
+fn checkpoint(app: &str, origin: &str, size: u64, root: u8) -> CheckpointRecord {
+    CheckpointRecord {
+        app_id: app_id(app),
+        origin: origin.into(),
+        size,
+        root: [root; 32],
+        note: format!("{origin}\n{size}\n{root}\n\n— sig\n"),
+        epoch: "e".into(),
+        signed_at: 5,
+    }
+}
+
+async fn a_checkpoint_size_keeps_its_first_root(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    app(store.as_ref(), "a").await;
+    let a = app_id("a");
+    assert_eq!(store.newest_checkpoint(&a, "o/a").await.unwrap(), None);
+    let first = checkpoint("a", "o/a", 3, 1);
+    assert_eq!(store.insert_checkpoint(&first).await.unwrap(), first);
+    assert_eq!(store.insert_checkpoint(&first).await.unwrap(), first, "a duplicate is a no-op");
+    let fork = checkpoint("a", "o/a", 3, 2);
+    assert_eq!(store.insert_checkpoint(&fork).await.unwrap(), first, "never two roots for one size");
+    let later = checkpoint("a", "o/a", 12, 3);
+    store.insert_checkpoint(&later).await.unwrap();
+    let other_origin = checkpoint("a", "p/a", 40, 4);
+    store.insert_checkpoint(&other_origin).await.unwrap();
+    assert_eq!(store.newest_checkpoint(&a, "o/a").await.unwrap(), Some(later), "the largest size, by origin");
+    assert_eq!(store.newest_checkpoint(&a, "p/a").await.unwrap(), Some(other_origin));
+    assert!(store.insert_checkpoint(&checkpoint("nope", "o/nope", 1, 1)).await.is_err(), "a checkpoint needs its app");
+}
+
+async fn cosignatures_are_kept_once_per_witness_and_size(kind: Kind) {
+    let (_db, store) = store(kind).await;
+    app(store.as_ref(), "a").await;
+    let a = app_id("a");
+    assert_eq!(store.last_cosigned(&a, "o/a", "w1").await.unwrap(), None);
+    store.insert_cosignature(&a, "o/a", 3, "w1", "— w1 AAAA\n").await.unwrap();
+    store.insert_cosignature(&a, "o/a", 3, "w1", "— w1 BBBB\n").await.unwrap();
+    store.insert_cosignature(&a, "o/a", 3, "w2", "— w2 CCCC\n").await.unwrap();
+    store.insert_cosignature(&a, "o/a", 9, "w1", "— w1 DDDD\n").await.unwrap();
+    store.insert_cosignature(&a, "p/a", 12, "w1", "— w1 EEEE\n").await.unwrap();
+    assert_eq!(
+        store.cosignatures(&a, "o/a", 3).await.unwrap(),
+        vec![("w1".to_owned(), "— w1 AAAA\n".to_owned()), ("w2".to_owned(), "— w2 CCCC\n".to_owned())],
+        "the first line of a witness for a size is kept"
+    );
+    assert_eq!(store.last_cosigned(&a, "o/a", "w1").await.unwrap(), Some(9));
+    assert_eq!(store.last_cosigned(&a, "o/a", "w2").await.unwrap(), Some(3));
+    assert_eq!(store.last_cosigned(&a, "p/a", "w2").await.unwrap(), None, "by origin");
+    assert!(store.insert_cosignature(&app_id("nope"), "o", 1, "w1", "x").await.is_err(), "needs its app");
+}
+
+/// Events written before the tree existed (or a tree lost) are hashed by the next migrate,
+/// and a round that finds the tree behind catches it up before it appends.
+async fn migrate_and_rounds_complete_a_tree_that_is_behind(backend: Backend) {
+    let (db, store) = store(Kind::Sql(backend)).await;
+    let db = db.unwrap();
+    let s = store.as_ref();
+    app(s, "a").await;
+    for n in 1..=6u8 {
+        publish_root(s, "a", &card_id(n), &format!("user{n}"), true).await.unwrap();
+    }
+    let root = assert_tree_covers_the_log(s, "a").await;
+    raw(&db, backend, "DELETE FROM tlog_hashes").await;
+    raw(&db, backend, "UPDATE apps SET tlog_size = 0").await;
+    assert_eq!(store.tree_size(&app_id("a")).await.unwrap(), 0);
+    store.migrate().await.unwrap();
+    assert_eq!(assert_tree_covers_the_log(s, "a").await, root, "the same tree again");
+    let keep = tlog::stored_hash_count(3);
+    raw(&db, backend, &format!("DELETE FROM tlog_hashes WHERE idx >= {keep}")).await;
+    raw(&db, backend, "UPDATE apps SET tlog_size = 3").await;
+    publish_root(s, "a", &card_id(7), "user7", true).await.unwrap();
+    assert_tree_covers_the_log(s, "a").await;
 }
 
 /// Runs one statement on the test database with a connection of its own.
@@ -775,6 +898,9 @@ on_every_store!(
     a_lookup_reads_the_counters_and_the_active_cards_together,
     reads_refuse_answers_over_their_byte_budget,
     events_are_gap_free_hash_chained_and_paged,
+    the_transparency_tree_grows_with_every_round,
+    a_checkpoint_size_keeps_its_first_root,
+    cosignatures_are_kept_once_per_witness_and_size,
 );
 
 on_both_backends!(
@@ -782,6 +908,7 @@ on_both_backends!(
     events_left_queued_by_a_crash_are_sequenced_by_the_next_sweep,
     migrate_completes_digests_that_older_versions_did_not_write,
     the_epoch_is_kept_by_migrations_and_changed_by_renewal,
+    migrate_and_rounds_complete_a_tree_that_is_behind,
 );
 
 mod keyknox;

@@ -52,6 +52,7 @@ pub mod error;
 pub mod id;
 pub mod identity;
 pub mod log;
+pub mod tlog;
 pub mod virgil_jwt;
 pub mod wire;
 

@@ -71,6 +71,9 @@ pub struct LookupResponse<R = RawSignedModel> {
 pub struct SearchRequest {
     /// The identities to look up.
     pub identities: Vec<String>,
+    /// `true`: add the log's checkpoint and each card's entry and inclusion proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proofs: Option<bool>,
 }
 
 /// Body of the revoke calls.

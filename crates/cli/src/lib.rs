@@ -18,6 +18,7 @@
 
 mod inspect;
 mod output;
+mod transparency;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -102,6 +103,13 @@ pub enum ClientCommand {
         /// The identities.
         #[arg(required = true)]
         identities: Vec<String>,
+        /// Pin the app's transparency log key: ask for proofs and verify every card's
+        /// publication in the log, and the log's consistency with what was seen before.
+        #[arg(long)]
+        log_vkey: Option<String>,
+        /// Where the newest verified checkpoint is kept across runs (with --log-vkey).
+        #[arg(long)]
+        log_state: Option<PathBuf>,
     },
     /// Revoke one of your cards (its whole chain).
     #[command(after_help = "Example:\n  cardinal revoke 6a3d…53c7 --reason 'lost my phone'")]
@@ -115,6 +123,56 @@ pub enum ClientCommand {
     /// Admin commands (need an admin token).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Audit an app's transparency log: the checkpoint's signatures, every tile and (with a
+    /// token) every entry, the root, consistency with the last run, the directory's rules.
+    #[command(
+        after_help = "Exit: 0 ok, 6 verification failed, 7 unreachable, 1 other.\nExample:\n  cardinal audit --url https://cards.example.com --app chat --vkey 'cards.example.com/tlog/chat+1a2b3c4d+AV…' --state audit.json"
+    )]
+    Audit {
+        /// The app whose log it is.
+        #[arg(long)]
+        app: String,
+        /// The log's verifier key (GET /v1/transparency; publish it out of band).
+        #[arg(long)]
+        vkey: String,
+        /// A witness's cosignature vkey (repeat).
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// Valid cosignatures of those witnesses required.
+        #[arg(long, default_value_t = 0)]
+        quorum: usize,
+        /// Where the last verified checkpoint is kept (a missing file is a first run).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Print every log entry about your identities since the last run (exactly the entry
+    /// bytes, one per line); with --expect, exit 6 if one names a card not listed.
+    #[command(
+        after_help = "Example:\n  cardinal monitor --app chat --vkey … --identity alice --state alice.json --expect 6a3d…53c7"
+    )]
+    Monitor {
+        /// The app whose log it is.
+        #[arg(long)]
+        app: String,
+        /// The log's verifier key.
+        #[arg(long)]
+        vkey: String,
+        /// An identity to watch (repeat).
+        #[arg(long = "identity", required = true)]
+        identities: Vec<String>,
+        /// The cards you know of: any other card of a watched identity is an alarm (exit 6).
+        #[arg(long, num_args = 1..)]
+        expect: Vec<String>,
+        /// A witness's cosignature vkey (repeat).
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// Valid cosignatures of those witnesses required.
+        #[arg(long, default_value_t = 0)]
+        quorum: usize,
+        /// Where the last verified checkpoint is kept.
+        #[arg(long)]
+        state: PathBuf,
+    },
     /// Verify a card file offline: its id, self signature and, with --service-key, the
     /// service countersignature.
     #[command(after_help = "Example:\n  cardinal verify card.json --service-key MCowBQYDK2VwAyEA…")]
@@ -172,7 +230,9 @@ impl From<ClientError> for Failure {
                 };
                 Failure { code: exit, message: format!("{} ({status}): {detail}{}", code.as_str(), hint(*code)) }
             }
-            ClientError::Verification(_) => Failure { code: exit::VERIFICATION, message: error.to_string() },
+            ClientError::Verification(_) | ClientError::Transparency(_) => {
+                Failure { code: exit::VERIFICATION, message: error.to_string() }
+            }
             ClientError::Transport(_) => Failure {
                 code: exit::UNAVAILABLE,
                 message: format!("{error} (is the server running at the --url given?)"),
@@ -235,6 +295,10 @@ fn report(failure: Failure) -> ExitCode {
 }
 
 fn client(connection: &Connection) -> Result<Client, Failure> {
+    Ok(client_builder(connection)?.build()?)
+}
+
+fn client_builder(connection: &Connection) -> Result<cardinal_client::ClientBuilder, Failure> {
     let mut builder = Client::builder(&connection.url);
     if let Some(token) = &connection.token {
         builder = builder.token(token.trim());
@@ -243,7 +307,7 @@ fn client(connection: &Connection) -> Result<Client, Failure> {
         Some(key) => builder.service_key(read_public_key(key)?),
         None => builder.trust_on_first_use(),
     };
-    Ok(builder.build()?)
+    Ok(builder)
 }
 
 fn read_public_key(text_or_path: &str) -> Result<PublicKey, Failure> {
@@ -304,8 +368,17 @@ async fn execute(command: ClientCommand, connection: &Connection) -> Result<(), 
             let card = client(connection)?.rotate(&who, &card_id(&previous)?, &key).await?;
             output::card(&card, json);
         }
-        ClientCommand::Lookup { identities } => {
-            let found = client(connection)?.lookup(&identities).await?;
+        ClientCommand::Lookup { identities, log_vkey, log_state } => {
+            let found = match log_vkey {
+                Some(vkey) => {
+                    let mut builder = client_builder(connection)?.log_key(vkey);
+                    if let Some(state) = log_state {
+                        builder = builder.log_state_file(state);
+                    }
+                    builder.build()?.lookup(&identities).await?
+                }
+                None => client(connection)?.lookup(&identities).await?,
+            };
             output::lookup(&found, json);
         }
         ClientCommand::Revoke { card, reason } => {
@@ -332,6 +405,14 @@ async fn execute(command: ClientCommand, connection: &Connection) -> Result<(), 
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             }
+        }
+        ClientCommand::Audit { app, vkey, witnesses, quorum, state } => {
+            let args = transparency::LogArgs { app: &app, vkey: &vkey, witnesses: &witnesses, quorum };
+            transparency::audit(&client(connection)?, &args, connection.token.is_some(), state.as_ref()).await?;
+        }
+        ClientCommand::Monitor { app, vkey, identities, expect, witnesses, quorum, state } => {
+            let args = transparency::LogArgs { app: &app, vkey: &vkey, witnesses: &witnesses, quorum };
+            transparency::monitor(&client(connection)?, &args, &identities, &expect, &state).await?;
         }
         ClientCommand::Verify { file } => {
             let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;

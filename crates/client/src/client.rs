@@ -22,7 +22,9 @@ use tokio::sync::OnceCell;
 use crate::cache::{CachedChunk, LookupCache, LookupCacheUsage};
 use crate::error::ClientError;
 use crate::retry::{self, RetryPolicy};
+use crate::transparency::{KeptCheckpoint, LogPins, LogTrust, ProvedLookup, verify_card_log};
 use crate::verify::{VerifiedCard, verify_card};
+use cardinal_card::tlog::wire::ProofResponse;
 
 /// The lookup cache's default bound: 16 MiB, some ten thousand cards.
 pub const DEFAULT_LOOKUP_CACHE_BYTES: u64 = 16 << 20;
@@ -84,9 +86,35 @@ pub struct ClientBuilder {
     concurrency: usize,
     cache_bytes: u64,
     retry: RetryPolicy,
+    log: Option<LogPins>,
 }
 
 impl ClientBuilder {
+    /// Pins the app's transparency log key (its vkey, from `GET /v1/transparency`, published
+    /// out of band): every lookup then asks for proofs and verifies them, and every checkpoint
+    /// must be consistent with the newest verified before.
+    pub fn log_key(mut self, vkey: impl Into<String>) -> Self {
+        self.log = Some(LogPins { vkey: vkey.into(), witnesses: Vec::new(), quorum: 0, state_file: None });
+        self
+    }
+
+    /// Witnesses whose cosignatures a checkpoint needs, `quorum` of them (after `log_key`).
+    pub fn log_witnesses(mut self, vkeys: Vec<String>, quorum: usize) -> Self {
+        if let Some(log) = &mut self.log {
+            log.witnesses = vkeys;
+            log.quorum = quorum;
+        }
+        self
+    }
+
+    /// Keeps the newest verified checkpoint in this file too, across runs (after `log_key`).
+    pub fn log_state_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        if let Some(log) = &mut self.log {
+            log.state_file = Some(path.into());
+        }
+        self
+    }
+
     /// A fixed token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(TokenSource::Fixed(token.into()));
@@ -201,6 +229,7 @@ impl ClientBuilder {
                 cache: LookupCache::new(self.cache_bytes),
                 retry: self.retry,
                 stats: LookupCounters::default(),
+                log: self.log.map(LogTrust::new).transpose()?,
             }),
         })
     }
@@ -232,6 +261,7 @@ struct Inner {
     cache: LookupCache,
     retry: RetryPolicy,
     stats: LookupCounters,
+    log: Option<LogTrust>,
 }
 
 /// A Cardinal client. Cheap to clone; clones share the connection pool and the lookup cache.
@@ -251,6 +281,7 @@ impl Client {
             concurrency: 4,
             cache_bytes: DEFAULT_LOOKUP_CACHE_BYTES,
             retry: RetryPolicy::default(),
+            log: None,
         }
     }
 
@@ -498,7 +529,63 @@ impl Client {
         Ok(all)
     }
 
+    /// The newest checkpoint this client verified (with a pinned log key).
+    pub async fn kept_checkpoint(&self) -> Option<KeptCheckpoint> {
+        match &self.inner.log {
+            Some(log) => log.kept().await,
+            None => None,
+        }
+    }
+
+    /// A chunk looked up with proofs, every one verified.
+    async fn lookup_proved(
+        &self,
+        log: &LogTrust,
+        chunk: Vec<String>,
+    ) -> Result<BTreeMap<String, Vec<VerifiedCard>>, ClientError> {
+        let mut query: Vec<(&str, &str)> = chunk.iter().map(|i| ("identity", i.as_str())).collect();
+        query.push(("proofs", "true"));
+        let url = self.url("/v1/cards");
+        let response = self.send(|| self.inner.http.get(&url).query(&query)).await?;
+        self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let body: ProvedLookup = decode(response).await?;
+        let checkpoint = log
+            .accept(&body.checkpoint, |from, to| async move {
+                let path = format!("/v1/transparency/consistency?from={from}&to={to}");
+                self.call::<(), ProofResponse>(Method::GET, &path, None).await
+            })
+            .await?;
+        let service_key = self.service_key().await?;
+        let mut cards = BTreeMap::new();
+        for (identity, proved) in body.identities {
+            if !chunk.contains(&identity) {
+                return Err(ClientError::Verification(format!(
+                    "the server answered for {identity:?}, which was not asked"
+                )));
+            }
+            let mut verified = Vec::with_capacity(proved.len());
+            for card in proved {
+                verify_card_log(&checkpoint, &card.view.id, &identity, &card.log)?;
+                let card = verify_card(card.view, &service_key)?;
+                if card.card.content.identity.as_str() != identity {
+                    return Err(ClientError::Verification(format!(
+                        "a card of another identity was listed under {identity:?}"
+                    )));
+                }
+                verified.push(card);
+            }
+            cards.insert(identity, verified);
+        }
+        if let Some(missing) = chunk.iter().find(|i| !cards.contains_key(*i)) {
+            return Err(ClientError::Verification(format!("the server left out {missing:?}")));
+        }
+        Ok(cards)
+    }
+
     async fn lookup_chunk(&self, chunk: Vec<String>) -> Result<BTreeMap<String, Vec<VerifiedCard>>, ClientError> {
+        if let Some(log) = &self.inner.log {
+            return self.lookup_proved(log, chunk).await;
+        }
         // A chunk's identities, joined: an empty key would make every chunk share one entry.
         let key = serde_json::to_string(&chunk).expect("a list of strings always serialises");
         // Held for the whole call, so that a 304 can be answered even if the chunk is evicted
@@ -583,4 +670,23 @@ async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientErro
         return Err(problem(response).await);
     }
     response.json::<T>().await.map_err(|e| ClientError::Transport(format!("unexpected answer: {e}")))
+}
+
+/// The transparency log's raw reads, for auditors and monitors (the verification is theirs).
+impl Client {
+    /// The bytes at a path under the server (a checkpoint, a tile, a bundle), with the token
+    /// when `authenticate`.
+    pub async fn get_bytes(&self, path: &str, authenticate: bool) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(path);
+        let (response, _) = self.send_retrying(|| self.inner.http.get(&url), authenticate).await?;
+        if !response.status().is_success() {
+            return Err(problem(response).await);
+        }
+        Ok(response.bytes().await?.to_vec())
+    }
+
+    /// `GET /v1/transparency`.
+    pub async fn transparency(&self) -> Result<cardinal_card::tlog::wire::TransparencyInfo, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/transparency", None).await
+    }
 }

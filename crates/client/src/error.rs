@@ -20,6 +20,11 @@ pub enum ClientError {
     /// identity or countersignature is wrong. Never accept such an answer.
     #[error("the server's answer failed verification: {0}")]
     Verification(String),
+    /// The transparency log failed verification: a checkpoint not signed by the pinned log
+    /// key (or short of the witness quorum), a card without a valid proof of its publication,
+    /// or a checkpoint inconsistent with one seen before (the log forked or rolled back).
+    #[error("the transparency log failed verification: {0}")]
+    Transparency(String),
     /// The connection failed or the answer was not what the API promises.
     #[error("transport: {0}")]
     Transport(String),

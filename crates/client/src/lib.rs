@@ -36,6 +36,7 @@ mod cache;
 mod client;
 mod error;
 mod retry;
+mod transparency;
 mod verify;
 
 pub use cache::LookupCacheUsage;
@@ -44,4 +45,34 @@ pub use cardinal_card::{CardId, PublicKey, SigningKey};
 pub use client::{Client, ClientBuilder, DEFAULT_LOOKUP_CACHE_BYTES, LookupStats, TokenCallback};
 pub use error::ClientError;
 pub use retry::RetryPolicy;
+pub use transparency::{KeptCheckpoint, verify_card_log};
 pub use verify::{VerifiedCard, verify_card};
+
+/// What [`http_post`] returns: (url, body, timeout) to (status, content type, body).
+pub type HttpPost = std::sync::Arc<dyn Fn(String, String, std::time::Duration) -> PostFuture + Send + Sync>;
+
+/// The answer of an [`HttpPost`].
+pub type PostFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(u16, String, String), String>> + Send>>;
+
+/// One HTTP POST of a text body, answering (status, content type, body): what Cardinal's
+/// server sends checkpoints to its witnesses with (its crate compiles no HTTP client).
+pub fn http_post() -> HttpPost {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    std::sync::Arc::new(move |url, body, timeout| {
+        let http = http.clone();
+        Box::pin(async move {
+            let response = http.post(url).body(body).timeout(timeout).send().await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            Ok((status, content_type, text))
+        })
+    })
+}

@@ -43,7 +43,48 @@ pub struct Settings {
     pub rate_limits: crate::ratelimit::RateLimitSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The transparency log.
+    pub transparency: TransparencySettings,
 }
+
+/// `[transparency]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct TransparencySettings {
+    /// Publish each app's event log as a C2SP transparency log.
+    pub enabled: bool,
+    /// Origins are `<origin_prefix>/<app_id>`.
+    pub origin_prefix: String,
+    /// PKCS#8 PEM file of the log key.
+    pub signing_key_file: PathBuf,
+    /// Create it if missing.
+    pub generate_signing_key: bool,
+    /// The key itself, instead of the file.
+    #[serde(default)]
+    pub signing_key: Option<SecretString>,
+    /// Checkpoint cadence, in milliseconds.
+    pub checkpoint_interval_ms: u64,
+    /// Cosignatures required.
+    pub witness_quorum: usize,
+    /// How long a witness has to answer, in milliseconds.
+    pub witness_timeout_ms: u64,
+    /// Witnesses (config file only).
+    #[serde(default)]
+    pub witnesses: Vec<WitnessSettings>,
+}
+
+/// `[[transparency.witnesses]]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct WitnessSettings {
+    /// Its name, as in its vkey.
+    pub name: String,
+    /// Its submission prefix (`<url>/add-checkpoint`).
+    pub url: String,
+    /// Its cosignature vkey.
+    pub vkey: String,
+}
+
+/// The origin prefix a deployment must replace (refused without bootstrap, i.e. in production).
+pub const DEFAULT_ORIGIN_PREFIX: &str = "localhost/cardinal";
 
 /// `[metrics]`
 #[derive(Debug, Clone, Deserialize)]
@@ -337,6 +378,14 @@ mod tests {
             .unwrap();
         assert_eq!(with_password.database.url.expose_secret(), "postgres://u:hunter2@h/db");
         assert!(!format!("{with_password:?}").contains("hunter2"));
+        let with_log_key: Settings = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(("transparency.signing_key", "-----BEGIN PRIVATE KEY-----MC4CAQAwBQYDK2VwBCIEIlogkey"))
+            .extract()
+            .unwrap();
+        assert!(with_log_key.transparency.signing_key.is_some());
+        assert!(!format!("{with_log_key:?}").contains("MC4CAQAw"), "the log key is masked like the service key");
+        assert_eq!(with_log_key.transparency.origin_prefix, DEFAULT_ORIGIN_PREFIX);
+        assert_eq!(with_log_key.transparency.checkpoint_interval_ms, 1000);
     }
 
     #[test]

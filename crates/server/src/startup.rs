@@ -19,7 +19,7 @@ use crate::admin::{Admin, AdminLimits};
 use crate::auth::{Authenticator, CacheSettings, TokenPolicy};
 use crate::backup::ServingLock;
 use crate::clock::{self, Clock};
-use crate::config::{CorsSettings, Settings};
+use crate::config::{CorsSettings, DEFAULT_ORIGIN_PREFIX, Settings};
 use crate::directory::{AnswerCache, Directory, Rules, VersionCache};
 use crate::error::ApiError;
 use crate::keyknox::Keyknox;
@@ -34,6 +34,7 @@ use crate::routes::{self, BodyLimit};
 use crate::storage::sql::{QUEUE_SWEEP, sweep_queue};
 use crate::storage::{self, Backend, Store};
 use crate::telemetry;
+use crate::transparency::{self, LogSetup, Transparency};
 
 /// A bound, ready-to-run service.
 pub struct Application {
@@ -67,6 +68,16 @@ impl Application {
 
     /// The same, telling time by `clock` (tests move it instead of sleeping).
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        Self::build_with(settings, clock, None).await
+    }
+
+    /// The same, with the HTTP client that sends checkpoints to witnesses (the server crate
+    /// compiles none; without one, witnesses are configured but not contacted).
+    pub async fn build_with(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        post: Option<transparency::Post>,
+    ) -> anyhow::Result<Application> {
         let serving = ServingLock::shared(settings.database.url.expose_secret())?;
         let store = open_store(&settings).await?;
         let service_key = manage::load_service_key(&settings.service)?;
@@ -77,9 +88,10 @@ impl Application {
         // Events a crash left queued (committed changes whose round never ran) go into the log
         // before anything is served.
         sweep_queue(store.as_ref()).await;
+        let log = open_log(&settings, store.clone(), &service_key, clock.clone(), post).await?;
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
-        let mut app = Self::serve(settings, store, service_key, pythia_secret, listener, clock)?;
+        let mut app = Self::serve(settings, store, service_key, pythia_secret, log, listener, clock)?;
         app.serving = serving;
         Ok(app)
     }
@@ -89,6 +101,7 @@ impl Application {
         store: Arc<dyn Store>,
         service_key: cardinal_card::SigningKey,
         pythia_secret: Option<cardinal_pythia::Secret>,
+        log: Option<Arc<Transparency>>,
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
@@ -127,7 +140,8 @@ impl Application {
         let answers = if settings.cache.answer_bytes > 0 {
             let cache =
                 Arc::new(AnswerCache::new(settings.cache.answer_bytes).map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
-            directory = directory.with_answer_cache(cache.clone());
+            directory =
+                directory.with_answer_cache(cache.clone()).with_replicas(!settings.database.replica_urls.is_empty());
             Some(cache)
         } else {
             None
@@ -177,6 +191,19 @@ impl Application {
                 metrics.registry.register(Box::new(counter.clone())).map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
             }
         }
+        if let Some(log) = &log {
+            metrics
+                .registry
+                .register(Box::new(log.inconsistent_counter()))
+                .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+            metrics
+                .registry
+                .register(Box::new(log.submissions_counter()))
+                .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+            let signer = log.clone();
+            watchers.push(tokio::spawn(async move { signer.run().await }));
+        }
+        let log = log.map(web::Data::from);
         let limiter = web::Data::from(RateLimiter::new(&settings.rate_limits));
         let metrics_inline = settings.metrics.enabled && settings.metrics.listen.is_empty();
         let prometheus = {
@@ -206,6 +233,11 @@ impl Application {
                 .app_data(readiness.clone())
                 .app_data(app_metrics.clone())
                 .app_data(app_limiter.clone())
+                .configure(|config| {
+                    if let Some(log) = &log {
+                        config.app_data(log.clone());
+                    }
+                })
                 .app_data(
                     web::QueryConfig::default().error_handler(|e, _| ApiError::invalid_request(e.to_string()).into()),
                 )
@@ -328,6 +360,56 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// The transparency log, when it is on: its key, its settings checked, every app's newest
+/// checkpoint checked against the entries, and a first round of checkpoints.
+async fn open_log(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    service_key: &cardinal_card::SigningKey,
+    clock: Arc<dyn Clock>,
+    post: Option<transparency::Post>,
+) -> anyhow::Result<Option<Arc<Transparency>>> {
+    let config = &settings.transparency;
+    if !config.enabled {
+        return Ok(None);
+    }
+    // Production (no bootstrap, a provisioned log key) names its own logs; a laptop or a test
+    // with generated keys may keep the default (docs/TRANSPARENCY.md, "Deviations").
+    if !settings.bootstrap.enabled
+        && !config.generate_signing_key
+        && config.origin_prefix.trim_end_matches('/') == DEFAULT_ORIGIN_PREFIX
+    {
+        anyhow::bail!(
+            "transparency.origin_prefix is the default {DEFAULT_ORIGIN_PREFIX:?}: a deployment names its own logs \
+             (the scheme-less URL of its tiles, e.g. cards.example.com/tlog)"
+        );
+    }
+    if config.origin_prefix.is_empty()
+        || config.origin_prefix.contains(char::is_whitespace)
+        || config.origin_prefix.contains('+')
+    {
+        anyhow::bail!("transparency.origin_prefix must be non-empty, without spaces or '+'");
+    }
+    let setup = LogSetup {
+        key: transparency::load_log_key(config, service_key)?,
+        origin_prefix: config.origin_prefix.clone(),
+        interval: Duration::from_millis(config.checkpoint_interval_ms.max(10)),
+        witnesses: transparency::witnesses(config)?,
+        quorum: config.witness_quorum,
+        post,
+        witness_timeout: Duration::from_millis(config.witness_timeout_ms.max(1)),
+    };
+    let log = Arc::new(Transparency::new(store, setup, clock));
+    let refused = log.check_at_start().await.context("checking the transparency logs")?;
+    if refused > 0 {
+        tracing::error!(refused, "transparency logs refused: they are served but not signed (see the errors above)");
+    }
+    if let Err(error) = log.sign_due().await {
+        tracing::warn!(%error, "the first checkpoints could not be signed yet");
+    }
+    Ok(Some(log))
 }
 
 /// Most bytes of all request headers together.

@@ -7,8 +7,9 @@ use cardinal_card::CardId;
 
 use super::etag::{IfNoneMatch, card_etag, lookup_etag};
 use super::{AnswerCache, Card, Directory, DirectoryError};
+use crate::domain::AppId;
 use crate::domain::{Caller, Identity, KeyRole};
-use crate::storage::{CardRecord, CardsQuery, IdentityState, ReadFrom};
+use crate::storage::{ActiveLookup, CardRecord, CardsQuery, IdentityState, ReadFrom};
 
 /// How the identities of a lookup are counted against the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +145,21 @@ impl Directory {
         condition: &IfNoneMatch,
     ) -> Result<Lookup<CardsByIdentity>, DirectoryError> {
         let app_id = &caller.app_id;
-        let (mut states, from_memory) = self.current_states(caller, identities).await?;
+        let memory = self.versions.as_ref().and_then(|cache| cache.get_all(app_id, identities));
+        // With replicas, a first lookup may come from a fresh one. Without states in memory
+        // there is nothing to match remembered cards against but a read of the primary, which
+        // is what a replica spares it: read everything from the replica, as without the cache,
+        // and keep what it read for later lookups.
+        if self.replicas && memory.is_none() && !condition.is_present() {
+            let read = self.cards.lookup_active(self.query(caller, identities, ReadFrom::FreshReplica)).await?;
+            remember_read(answers, app_id, identities, &read);
+            let etag = lookup_etag(app_id, identities, &read.states);
+            return Ok(Lookup::Found { etag, value: group_by_identity(identities, read.cards) });
+        }
+        let (mut states, from_memory) = match memory {
+            Some(states) => (states, true),
+            None => self.current_states(caller, identities).await?,
+        };
         let etag = lookup_etag(app_id, identities, &states);
         if condition.matches(&etag) {
             return Ok(Lookup::NotModified { etag, counters_from_memory: from_memory });
@@ -164,16 +179,11 @@ impl Directory {
             }
             return Ok(Lookup::Found { etag, value: group_by_identity(identities, cards) });
         }
-        // Read from the primary: the states above may be the primary's, and an answer must not
-        // go back in time from them.
-        let read = self.cards.lookup_active(self.query(caller, &missing, ReadFrom::Primary)).await?;
-        for identity in &missing {
-            let state = read.states.iter().find(|(read_identity, _)| read_identity == identity).map(|(_, s)| *s);
-            if let Some(state) = state {
-                let theirs = read.cards.iter().filter(|card| card.identity == *identity).cloned().collect();
-                answers.put(app_id, identity, state, theirs);
-            }
-        }
+        // A revalidation reads from the primary: its client may hold a tag newer than a lagging
+        // replica's answer. A first lookup may read a fresh replica (the tag follows the cards).
+        let from = if condition.is_present() { ReadFrom::Primary } else { ReadFrom::FreshReplica };
+        let read = self.cards.lookup_active(self.query(caller, &missing, from)).await?;
+        remember_read(answers, app_id, &missing, &read);
         // The read may have seen newer states than memory did: the tag follows the cards.
         states.retain(|(identity, _)| !missing.contains(identity));
         states.extend(read.states);
@@ -240,6 +250,17 @@ impl Directory {
             return Ok(Lookup::NotModified { etag, counters_from_memory: false });
         }
         Ok(Lookup::Found { etag, value: card })
+    }
+}
+
+/// Keeps each identity's cards of a read at the state read with them.
+fn remember_read(answers: &AnswerCache, app_id: &AppId, identities: &[Identity], read: &ActiveLookup) {
+    for identity in identities {
+        let state = read.states.iter().find(|(read_identity, _)| read_identity == identity).map(|(_, s)| *s);
+        if let Some(state) = state {
+            let theirs = read.cards.iter().filter(|card| card.identity == *identity).cloned().collect();
+            answers.put(app_id, identity, state, theirs);
+        }
     }
 }
 

@@ -173,6 +173,9 @@ pub struct Directory {
     versions: Option<Arc<VersionCache>>,
     /// Identities' active cards by state, when configured.
     answers: Option<Arc<AnswerCache>>,
+    /// Whether first lookups may be read from a replica (then, without states in memory, the
+    /// answer cache does not send them to the primary for states).
+    replicas: bool,
 }
 
 impl Directory {
@@ -188,6 +191,7 @@ impl Directory {
             policies: RwLock::default(),
             versions: None,
             answers: None,
+            replicas: false,
         }
     }
 
@@ -201,6 +205,12 @@ impl Directory {
     /// (see [`AnswerCache`]).
     pub fn with_answer_cache(mut self, cache: Arc<AnswerCache>) -> Self {
         self.answers = Some(cache);
+        self
+    }
+
+    /// Says that the store reads first lookups from read replicas.
+    pub fn with_replicas(mut self, replicas: bool) -> Self {
+        self.replicas = replicas;
         self
     }
 

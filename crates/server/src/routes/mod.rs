@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod pythia;
 mod service_key;
 mod services;
+mod transparency;
 mod view;
 pub mod virgil;
 
@@ -81,6 +82,9 @@ routes! {
         GET "/v1/admin/identities" => admin::console_api::list_identities, Read;
         GET "/v1/admin/keys" => admin::console_api::list_keys, Read;
         GET "/v1/admin/overview" => admin::console_api::overview, Read;
+        GET "/v1/transparency" => transparency::get_transparency, Read;
+        GET "/v1/transparency/inclusion" => transparency::get_inclusion, Read;
+        GET "/v1/transparency/consistency" => transparency::get_consistency, Read;
     }
     templated {
         GET "/v1/cards/{id}" => cards::get::get_card, Read;
@@ -89,6 +93,9 @@ routes! {
         GET "/v1/admin/identities/{identity}/history" => admin::console_api::identity_history, Read;
         POST "/v1/admin/keys/{kid}/revoke" => admin::console_api::revoke_key, Write;
         POST "/v1/admin/identities/{identity}/keyknox/erase" => admin::keyknox::erase_keyknox, Write;
+        GET "/tlog/{app}/checkpoint" => transparency::get_checkpoint, Read;
+        GET "/tlog/{app}/tile/entries/{path:.*}" => transparency::get_bundle, Read;
+        GET "/tlog/{app}/tile/{path:.*}" => transparency::get_tile, Read;
     }
 }
 

@@ -16,9 +16,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::Config;
 
-use super::{admin, cards, health, limited, service_key};
+use super::{admin, cards, health, limited, service_key, transparency};
 use crate::error::ApiError;
 use crate::ratelimit::RouteClass;
+use cardinal_card::tlog::wire::{CardLog, ProofResponse, TransparencyInfo, WitnessInfo};
 
 /// The native API.
 #[derive(OpenApi)]
@@ -45,18 +46,26 @@ use crate::ratelimit::RouteClass;
         service_key::get_service_key,
         health::healthz,
         health::readyz,
+        transparency::get_transparency,
+        transparency::get_inclusion,
+        transparency::get_consistency,
+        transparency::get_checkpoint,
+        transparency::get_tile,
+        transparency::get_bundle,
     ),
     components(schemas(
         RawSignedModel, RawSignature, CardStatus, CardView<RawSignedModel>, LookupResponse<RawSignedModel>,
         SearchRequest, RevokeRequest, ServiceKeyResponse, EventView, EventsPage, EventBody, EventKind, Problem, ProblemCode,
         TokenInspectRequest, TokenInspection,
         admin::keyknox::KeyknoxErased,
+        TransparencyInfo, WitnessInfo, ProofResponse, CardLog,
     )),
     modifiers(&Security),
     tags(
         (name = "cards", description = "Publish, look up and revoke cards"),
         (name = "admin", description = "Admin tokens only"),
         (name = "service", description = "Health and the service key"),
+        (name = "transparency", description = "The app's C2SP transparency log (docs/TRANSPARENCY.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -202,6 +211,9 @@ const ROUTE_PROBLEMS: &[(&str, &[(&str, &str)])] = &[
         "post /v1/admin/identities/{identity}/keyknox/erase",
         &[("400", "invalid_identity"), ("403", "forbidden (not an admin token)")],
     ),
+    ("get /v1/transparency", &[("404", "not_found (transparency is off)")]),
+    ("get /v1/transparency/inclusion", &[("400", "invalid_request"), ("404", "not_found (transparency is off)")]),
+    ("get /v1/transparency/consistency", &[("400", "invalid_request"), ("404", "not_found (transparency is off)")]),
 ];
 
 /// What every route can answer, stated once instead of in every handler's annotation: its own

@@ -9,11 +9,14 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use cardinal_card::tlog::{self, Hash, Hashes};
+
 use super::admin::{AdminStore, AppCounts, HistoryCard, HistoryCursor, IdentitiesQuery, IdentitySummary};
 use super::{
     ActiveLookup, ApiKeyRecord, ApiKeyStore, AppRecord, AppStore, Backend, CardRecord, CardStore, CardsQuery,
-    EventDraft, EventLog, EventRow, EventsQuery, GENESIS, Heard, IdentityState, MigrationError, NewCard, Operations,
-    Placement, PoolStats, Revocation, StorageError, active_digest, constraint, seal,
+    CheckpointRecord, EventDraft, EventLog, EventRow, EventsQuery, GENESIS, Heard, IdentityState, MigrationError,
+    NewCard, Operations, Placement, PoolStats, Revocation, StorageError, TransparencyStore, active_digest, constraint,
+    seal,
 };
 use crate::domain::{AppId, CardId, Identity};
 
@@ -24,6 +27,12 @@ struct App {
     record: AppRecord,
     head: [u8; 32],
     events: Vec<EventRow>,
+    /// The transparency tree's stored hashes, by index (dense).
+    tree: Vec<Hash>,
+    /// Signed checkpoints by origin, then size.
+    checkpoints: BTreeMap<String, BTreeMap<u64, CheckpointRecord>>,
+    /// Cosignature lines by (origin, size, witness).
+    cosignatures: BTreeMap<(String, u64, String), String>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +69,12 @@ impl State {
             let seq = app.events.len() as i64 + 1;
             let sealed = seal(app_id, seq, &app.head, draft)?;
             app.head = sealed.hash;
+            let size = app.events.len() as u64;
+            let frontier =
+                Hashes(tlog::frontier_indexes(size).into_iter().map(|i| (i, app.tree[i as usize])).collect());
+            let added = tlog::append(size, &frontier, [sealed.body.as_bytes()])
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            app.tree.extend(added.into_iter().map(|(_, hash)| hash));
             app.events.push(EventRow {
                 seq,
                 body: sealed.body,
@@ -208,7 +223,17 @@ impl AppStore for MemoryStore {
         if state.apps.contains_key(&app.id) {
             return Err(StorageError::conflict(constraint::APPS_PKEY));
         }
-        state.apps.insert(app.id.clone(), App { record: app.clone(), head: GENESIS, events: Vec::new() });
+        state.apps.insert(
+            app.id.clone(),
+            App {
+                record: app.clone(),
+                head: GENESIS,
+                events: Vec::new(),
+                tree: Vec::new(),
+                checkpoints: BTreeMap::new(),
+                cosignatures: BTreeMap::new(),
+            },
+        );
         state.log(&app.id, std::slice::from_ref(&event))
     }
 
@@ -367,6 +392,100 @@ impl EventLog for MemoryStore {
 
     async fn sequence_queued(&self) -> Result<usize, StorageError> {
         Ok(0)
+    }
+}
+
+#[async_trait]
+impl TransparencyStore for MemoryStore {
+    async fn tree_size(&self, app_id: &AppId) -> Result<u64, StorageError> {
+        Ok(self.state().apps.get(app_id).map_or(0, |app| app.events.len() as u64))
+    }
+
+    async fn tree_hashes(&self, app_id: &AppId, indexes: &[u64]) -> Result<Hashes, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Hashes::default()) };
+        Ok(Hashes(indexes.iter().filter_map(|i| app.tree.get(*i as usize).map(|hash| (*i, *hash))).collect()))
+    }
+
+    async fn entries(&self, app_id: &AppId, start: u64, end: u64) -> Result<Vec<String>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Vec::new()) };
+        let end = (end as usize).min(app.events.len());
+        let start = (start as usize).min(end);
+        Ok(app.events[start..end].iter().map(|event| event.body.clone()).collect())
+    }
+
+    async fn published_entries(
+        &self,
+        app_id: &AppId,
+        card_ids: &[&str],
+    ) -> Result<Vec<(String, u64, String)>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Vec::new()) };
+        let wanted: BTreeSet<&str> = card_ids.iter().copied().collect();
+        let mut found = Vec::new();
+        for (index, event) in app.events.iter().enumerate() {
+            let body: cardinal_card::log::EventBody =
+                serde_json::from_str(&event.body).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            if body.kind == cardinal_card::log::EventKind::CardPublished
+                && let Some(card) = body.card_id.filter(|card| wanted.contains(card.as_str()))
+            {
+                found.push((card, index as u64, event.body.clone()));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn insert_cosignature(
+        &self,
+        app_id: &AppId,
+        origin: &str,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StorageError> {
+        let mut state = self.state();
+        let app = state.app(app_id)?;
+        app.cosignatures.entry((origin.to_owned(), size, witness.to_owned())).or_insert_with(|| line.to_owned());
+        Ok(())
+    }
+
+    async fn cosignatures(
+        &self,
+        app_id: &AppId,
+        origin: &str,
+        size: u64,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(Vec::new()) };
+        Ok(app
+            .cosignatures
+            .iter()
+            .filter(|((o, s, _), _)| o == origin && *s == size)
+            .map(|((_, _, witness), line)| (witness.clone(), line.clone()))
+            .collect())
+    }
+
+    async fn last_cosigned(&self, app_id: &AppId, origin: &str, witness: &str) -> Result<Option<u64>, StorageError> {
+        let state = self.state();
+        let Some(app) = state.apps.get(app_id) else { return Ok(None) };
+        Ok(app.cosignatures.keys().filter(|(o, _, w)| o == origin && w == witness).map(|(_, s, _)| *s).max())
+    }
+
+    async fn newest_checkpoint(&self, app_id: &AppId, origin: &str) -> Result<Option<CheckpointRecord>, StorageError> {
+        let state = self.state();
+        Ok(state
+            .apps
+            .get(app_id)
+            .and_then(|app| app.checkpoints.get(origin))
+            .and_then(|sizes| sizes.values().next_back().cloned()))
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<CheckpointRecord, StorageError> {
+        let mut state = self.state();
+        let app = state.app(&checkpoint.app_id)?;
+        let sizes = app.checkpoints.entry(checkpoint.origin.clone()).or_default();
+        Ok(sizes.entry(checkpoint.size).or_insert_with(|| checkpoint.clone()).clone())
     }
 }
 

@@ -1,9 +1,10 @@
 //! Storage, split by who needs what: the keys auth checks ([`ApiKeyStore`]), the apps the rules
 //! read ([`AppStore`]), the cards the directory reads and writes ([`CardStore`]), the event log
-//! ([`EventLog`]), what operators need ([`Operations`]) and Keyknox's entries
-//! ([`KeyknoxStore`], in `keyknox.rs`). [`Store`] is all of them, as one database provides them;
-//! each caller holds only the part it uses. A new capability adds its own trait (and file) beside
-//! these.
+//! ([`EventLog`]), the transparency log's tree and checkpoints ([`TransparencyStore`]), what
+//! operators need ([`Operations`]), Keyknox's entries ([`KeyknoxStore`], in `keyknox.rs`) and the
+//! admin read API's reads ([`admin::AdminStore`]). [`Store`] is all of them, as one database
+//! provides them; each caller holds only the part it uses. A new capability adds its own trait
+//! (and file) beside these.
 //!
 //! Two implementations: [`sql::SqlStore`], written once for PostgreSQL and SQLite, and
 //! [`memory::MemoryStore`], for the rules' unit tests. `tests/storage` holds both to the same
@@ -18,6 +19,7 @@ pub mod keyknox;
 pub mod memory;
 mod records;
 pub mod sql;
+mod transparency;
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ pub use records::{
     PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation, Schema,
 };
 pub use sql::MigrationError;
+pub use transparency::{CheckpointRecord, TransparencyStore};
 
 use crate::domain::{AppId, CardId, Identity};
 
@@ -216,9 +219,16 @@ pub trait Operations: Send + Sync + 'static {
 }
 
 /// Everything one database provides.
-pub trait Store: AppStore + ApiKeyStore + CardStore + EventLog + Operations + admin::AdminStore + KeyknoxStore {}
+pub trait Store:
+    AppStore + ApiKeyStore + CardStore + EventLog + TransparencyStore + Operations + admin::AdminStore + KeyknoxStore
+{
+}
 
-impl<T: AppStore + ApiKeyStore + CardStore + EventLog + Operations + admin::AdminStore + KeyknoxStore> Store for T {}
+impl<
+    T: AppStore + ApiKeyStore + CardStore + EventLog + TransparencyStore + Operations + admin::AdminStore + KeyknoxStore,
+> Store for T
+{
+}
 
 /// Opens the store that `url` names.
 pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Arc<dyn Store>, StorageError> {

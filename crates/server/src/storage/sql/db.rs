@@ -31,6 +31,7 @@ pub(super) enum Arg<'a> {
     Bool(bool),
     Identities(&'a [Identity]),
     Ints(&'a [i64]),
+    Texts(&'a [&'a str]),
 }
 
 /// A list argument, bound the way each driver reads one.
@@ -38,6 +39,7 @@ pub(super) enum Arg<'a> {
 enum List<'a> {
     Identities(&'a [Identity]),
     Ints(&'a [i64]),
+    Texts(&'a [&'a str]),
 }
 
 /// Values stored as text: bound by their text.
@@ -117,6 +119,12 @@ impl<'a> From<&'a [Identity]> for Arg<'a> {
     }
 }
 
+impl<'a> From<&'a [&'a str]> for Arg<'a> {
+    fn from(value: &'a [&'a str]) -> Self {
+        Arg::Texts(value)
+    }
+}
+
 impl<'a> From<&'a [i64]> for Arg<'a> {
     fn from(value: &'a [i64]) -> Self {
         Arg::Ints(value)
@@ -149,6 +157,7 @@ where
             Arg::Bool(value) => query.bind(value),
             Arg::Identities(identities) => list(query, List::Identities(identities)),
             Arg::Ints(ints) => list(query, List::Ints(ints)),
+            Arg::Texts(texts) => list(query, List::Texts(texts)),
         };
     }
     query
@@ -168,6 +177,7 @@ fn pg_query<'q>(sql: impl sqlx::SqlSafeStr, args: &[Arg<'_>], statements: Statem
     bind(query, args, |query, list| match list {
         List::Identities(identities) => query.bind(identities.iter().map(Identity::as_str).collect::<Vec<&str>>()),
         List::Ints(ints) => query.bind(ints),
+        List::Texts(texts) => query.bind(texts.to_vec()),
     })
 }
 
@@ -178,6 +188,7 @@ fn sqlite_query<'q>(sql: impl sqlx::SqlSafeStr, args: &[Arg<'_>]) -> DbQuery<'q,
                 serde_json::to_string(&identities.iter().map(Identity::as_str).collect::<Vec<&str>>())
             }
             List::Ints(ints) => serde_json::to_string(ints),
+            List::Texts(texts) => serde_json::to_string(texts),
         };
         query.bind(json.expect("a list of strings or integers always serialises to JSON"))
     })

@@ -18,6 +18,7 @@ mod postgres;
 mod replicas;
 mod sequencer;
 mod sqlite;
+mod transparency;
 
 use crate::domain::AppId;
 use crate::storage::{Backend, EventDraft, PoolSettings, ReadFrom, StorageError};

@@ -67,6 +67,10 @@ impl Operations for SqlStore {
         if completed > 0 {
             tracing::info!(completed, "every identity has its digest");
         }
+        let hashed = self.complete_trees().await?;
+        if hashed > 0 {
+            tracing::info!(hashed, "every event is in its app's transparency tree");
+        }
         // A new database gets its epoch; one that has it keeps it.
         let mut tx = self.db.begin_write().await?;
         tx.session()

@@ -3,8 +3,8 @@
 //! A write queues its events in its own transaction (`pending_events`); after it commits, it asks
 //! for a sequencing round and waits for it, so that an acknowledged change is in the log. A round
 //! takes the app row's lock, numbers and hashes every queued event of the app in queue order,
-//! moves them into `events`, advances the app's head and notifies the identities it logged, in
-//! one transaction. Writers that arrive while a round runs are all served by the next one: under
+//! moves them into `events`, grows the transparency log's tree over their bodies, advances the
+//! app's head and notifies the identities it logged, in one transaction. Writers that arrive while a round runs are all served by the next one: under
 //! load one round (one lock, one commit) sequences many writes.
 //!
 //! Several processes may share a database: each runs its own rounds, and the app row lock
@@ -109,11 +109,15 @@ impl SqlStore {
         let mut tx = self.db.begin_write().await?;
         let mut session = tx.session();
         let head = session
-            .fetch_optional("SELECT event_seq, event_head FROM apps WHERE id = $1 FOR UPDATE", &[app_id.into()])
+            .fetch_optional(
+                "SELECT event_seq, event_head, tlog_size FROM apps WHERE id = $1 FOR UPDATE",
+                &[app_id.into()],
+            )
             .await?
             .ok_or(StorageError::NotFound)?;
         let mut seq: i64 = head.get("event_seq")?;
         let mut hash: Vec<u8> = head.get("event_head")?;
+        let (logged, tree_size): (i64, i64) = (seq, head.get("tlog_size")?);
         let queued = session
             .fetch_all(
                 "SELECT id, kind, at_ms, card_id, identity, actor, detail FROM pending_events \
@@ -160,6 +164,9 @@ impl SqlStore {
             })
             .collect();
         session.insert_rows("INSERT INTO events (app_id, seq, kind, card_id, body, prev_hash, hash)", &rows).await?;
+        // The transparency tree grows in the same transaction: it covers exactly the events.
+        let bodies: Vec<&str> = sealed_events.iter().map(|(_, sealed)| sealed.body.as_str()).collect();
+        super::transparency::extend_tree(&mut session, app_id, tree_size as u64, logged as u64, &bodies).await?;
         session
             .execute(
                 "DELETE FROM pending_events WHERE app_id = $1 AND id = ANY($2)",
@@ -168,7 +175,7 @@ impl SqlStore {
             .await?;
         session
             .execute(
-                "UPDATE apps SET event_seq = $2, event_head = $3 WHERE id = $1",
+                "UPDATE apps SET event_seq = $2, event_head = $3, tlog_size = $2 WHERE id = $1",
                 &[app_id.into(), seq.into(), hash.as_slice().into()],
             )
             .await?;
