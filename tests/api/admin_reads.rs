@@ -189,6 +189,9 @@ async fn the_overview_counts_and_says_whether_the_log_is_intact(backend: Backend
     assert_eq!(overview["log"]["intact"], true, "{overview}");
     assert_eq!(overview["log"]["checked"], overview["events"]);
     assert!(overview["instance"]["published"].as_u64().unwrap() >= 2);
+    let log = &overview["transparency"];
+    assert!(log["origin"].as_str().unwrap().ends_with(APP), "the app's log: {overview}");
+    assert!(log["size"].as_u64().is_some() && log["quorum"].as_u64().is_some(), "{overview}");
 
     // One stored event rewritten: the chain no longer verifies, and the overview says where.
     let url = app.database_url().to_owned();

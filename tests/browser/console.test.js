@@ -109,6 +109,7 @@ for (const viewport of [{ name: 'laptop', width: 1280, height: 800 }, { name: 'p
       await page.keyboard.press('Enter');
       const intact = await text(page, '#log-status');
       assert.match(intact, /Event log intact: \d+ events verified/);
+      assert.match(await text(page, '#transparency-status'), /Transparency log \S+: \d+ entries/);
       assert.equal(await page.evaluate(() => document.cookie), '', 'no cookie');
       assert.ok(!page.url().includes(adminToken.slice(0, 20)), 'the token is never in a URL');
       if (viewport.name === 'laptop') await shot(page, 'overview');

@@ -132,9 +132,17 @@
     const log = o.log.intact
       ? el("p", { class: "intact", id: "log-status", text: `Event log intact: ${o.log.checked} events verified` })
       : el("p", { class: "broken", id: "log-status", text: `Event log does NOT verify: ${o.log.failure}` });
+    const t = o.transparency;
+    const transparency = t
+      ? el("p", { id: "transparency-status", class: t.refusing_to_sign ? "broken" : null,
+        text: t.refusing_to_sign
+          ? `Transparency log ${t.origin} REFUSES TO SIGN: ${t.refusing_to_sign}`
+          : `Transparency log ${t.origin}: ${t.size} entries in the newest checkpoint${t.signed_at ? ` (signed ${timeMs(t.signed_at)})` : ""}, cosigned by ${t.cosigned} of ${t.witnesses} witnesses (quorum ${t.quorum})` })
+      : null;
     render(
       el("h2", { text: "Overview" }),
       log,
+      transparency,
       el("h3", { text: "This app" }),
       el("div", { class: "tiles" },
         tile("identities", o.identities), tile("cards", o.cards), tile("active cards", o.active_cards),

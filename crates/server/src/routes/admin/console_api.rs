@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes::services::Answer;
 use crate::storage::EventRow;
+use crate::transparency::Transparency;
 
 fn default_limit() -> i64 {
     100
@@ -256,6 +257,23 @@ pub struct InstanceCounters {
     token_rejections: u64,
 }
 
+/// The app's transparency log, when it is served.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogOverview {
+    origin: String,
+    /// Entries the newest checkpoint covers (0: none signed yet).
+    size: u64,
+    /// When it was signed, Unix milliseconds.
+    signed_at: Option<i64>,
+    /// Witnesses configured, and how many cosigned the newest checkpoint.
+    witnesses: usize,
+    cosigned: usize,
+    quorum: usize,
+    /// Why the log refuses to sign, when it does (it never forks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusing_to_sign: Option<String>,
+}
+
 /// `GET /v1/admin/overview`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Overview {
@@ -266,6 +284,9 @@ pub struct Overview {
     revoked_chains: i64,
     events: i64,
     log: LogStatus,
+    /// The transparency log, when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transparency: Option<LogOverview>,
     instance: InstanceCounters,
 }
 
@@ -284,9 +305,37 @@ fn sum(counter: &prometheus::IntCounterVec) -> u64 {
     responses((status = 200, description = "A dashboard's figures", body = Overview)),
     security(("bearer" = []), ("virgil" = []))
 )]
-pub async fn overview(admin: web::Data<Admin>, metrics: web::Data<Metrics>, caller: Caller) -> Answer {
+pub async fn overview(
+    admin: web::Data<Admin>,
+    metrics: web::Data<Metrics>,
+    transparency: Option<web::Data<Transparency>>,
+    caller: Caller,
+) -> Answer {
     let counts = admin.counts(&caller).await?;
     let check = admin.check_log(&caller).await?;
+    let transparency = match transparency {
+        Some(log) => {
+            let newest = log.newest(&caller.app_id).await?;
+            let cosigned = match &newest {
+                // The served note: the log's own signature line, then one per witness.
+                Some(checkpoint) => {
+                    let note = log.served_note(checkpoint).await?;
+                    note.lines().filter(|line| line.starts_with("\u{2014} ")).count().saturating_sub(1)
+                }
+                None => 0,
+            };
+            Some(LogOverview {
+                origin: log.origin(&caller.app_id),
+                size: newest.as_ref().map_or(0, |checkpoint| checkpoint.size),
+                signed_at: newest.as_ref().map(|checkpoint| checkpoint.signed_at),
+                witnesses: log.witnesses().len(),
+                cosigned,
+                quorum: log.quorum(),
+                refusing_to_sign: log.refusal(&caller.app_id),
+            })
+        }
+        None => None,
+    };
     let instance = InstanceCounters {
         lookups: sum(&metrics.lookups),
         lookups_not_modified: metrics.lookup_not_modified.get(),
@@ -308,6 +357,7 @@ pub async fn overview(admin: web::Data<Admin>, metrics: web::Data<Metrics>, call
             head: check.head,
             failure: check.failure,
         },
+        transparency,
         instance,
     }))
 }
