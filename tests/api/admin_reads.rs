@@ -77,7 +77,7 @@ async fn identities_are_paged_by_prefix_with_stable_cursors(backend: Backend) {
         theirs["identities"].as_array().unwrap().iter().map(|r| r["identity"].as_str().unwrap()).collect();
     assert_eq!(theirs, ["alice-other"], "each admin sees their own app only");
 
-    for bad in ["limit=0", "limit=501", "limit=x", &format!("prefix={}", "a".repeat(300))] {
+    for bad in ["limit=0", "limit=501", "limit=x", "after=", &format!("prefix={}", "a".repeat(300))] {
         let response = get(&app, &app.admin_token("root"), &format!("/v1/admin/identities?{bad}")).await;
         assert_problem(response, 400, "invalid_request").await;
     }

@@ -149,8 +149,8 @@ impl Admin {
     ) -> Result<(Vec<IdentitySummary>, Option<String>), AdminError> {
         admin_only(caller)?;
         let limit = bounded(limit, self.limits.page_max)?;
-        if prefix.len() > 256 || after.is_some_and(|after| after.len() > 256) {
-            return Err(AdminError::InvalidPage("prefix and after are at most 256 bytes".into()));
+        if prefix.len() > 256 || after.is_some_and(|after| after.is_empty() || after.len() > 256) {
+            return Err(AdminError::InvalidPage("prefix is at most 256 bytes, after 1 to 256".into()));
         }
         let query = IdentitiesQuery { app_id: &caller.app_id, prefix, after, limit };
         let page = self.store.list_identities(query).await?;

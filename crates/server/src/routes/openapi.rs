@@ -146,7 +146,9 @@ fn operations(document: &mut Value) -> impl Iterator<Item = (&str, &mut Value)> 
 }
 
 fn constrain(document: &mut Value, limits: &DocumentLimits) {
-    for (_, operation) in operations(document) {
+    for (path, operation) in operations(document) {
+        // The admin read API pages by identity or by a cursor it gave, up to its own bound.
+        let admin_reads = path.starts_with("/v1/admin/identities");
         // `get_mut`: indexing would insert a null `parameters` into operations that have none.
         let parameters = operation.get_mut("parameters").and_then(Value::as_array_mut);
         for parameter in parameters.into_iter().flatten() {
@@ -154,6 +156,11 @@ fn constrain(document: &mut Value, limits: &DocumentLimits) {
                 Some("id") => json!({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
                 Some("identity") if parameter["in"] == "path" => identity_schema(limits),
                 Some("identity") => identity_batch_schema(limits),
+                Some("after") if admin_reads => json!({"type": "string", "minLength": 1, "maxLength": 256}),
+                Some("prefix") => json!({"type": "string", "maxLength": 256}),
+                Some("limit") if admin_reads => {
+                    json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": crate::admin::AdminLimits::default().page_max})
+                }
                 Some("after") => json!({"type": "integer", "format": "int64", "minimum": 0}),
                 Some("limit") => {
                     json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": limits.events_page_max})
@@ -211,6 +218,18 @@ const ROUTE_PROBLEMS: &[(&str, &[(&str, &str)])] = &[
         "post /v1/admin/identities/{identity}/keyknox/erase",
         &[("400", "invalid_identity"), ("403", "forbidden (not an admin token)")],
     ),
+    ("get /v1/admin/identities", &[("400", "invalid_request"), ("403", "forbidden (not an admin token)")]),
+    (
+        "get /v1/admin/identities/{identity}/history",
+        &[("400", "invalid_request, invalid_identity"), ("403", "forbidden (not an admin token)")],
+    ),
+    ("get /v1/admin/keys", &[("403", "forbidden (not an admin token)")]),
+    (
+        "post /v1/admin/keys/{kid}/revoke",
+        &[("403", "forbidden (not an admin token)"), ("404", "not_found (no such key in this app)")],
+    ),
+    ("get /v1/admin/overview", &[("403", "forbidden (not an admin token)")]),
+    ("post /v1/admin/tokens/inspect", &[("400", "invalid_request"), ("403", "forbidden (not an admin token)")]),
     ("get /v1/transparency", &[("404", "not_found (transparency is off)")]),
     ("get /v1/transparency/inclusion", &[("400", "invalid_request"), ("404", "not_found (transparency is off)")]),
     ("get /v1/transparency/consistency", &[("400", "invalid_request"), ("404", "not_found (transparency is off)")]),
