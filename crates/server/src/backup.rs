@@ -124,15 +124,7 @@ async fn open_sqlite(path: &Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
 }
 
 fn create_empty_private(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    Ok(())
+    crate::files::write_private_file(path, b"")
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -24,3 +24,24 @@ pub fn make_private(path: &Path) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {}", path.display()))
 }
+
+/// Creates a new file readable by its owner only (0600) holding `contents`, and syncs it. The
+/// file must not exist, and a symlink in its place is refused (O_EXCL, O_NOFOLLOW): a secret is
+/// never written through a link someone planted, nor over another file.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}

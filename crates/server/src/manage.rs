@@ -1,7 +1,6 @@
 //! Key files and the first start: the service key, private keys on disk, and the bootstrap app.
 //! (The rules for apps and keys themselves are in [`crate::apps`].)
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -18,20 +17,7 @@ use crate::storage::Store;
 /// in its place is refused (O_EXCL, O_NOFOLLOW): a key is never written through a link someone
 /// planted, nor over another key.
 pub fn write_private_key(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        crate::files::create_private_dir(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
-    file.write_all(key.to_pkcs8_pem().as_bytes())?;
-    file.sync_all()?;
-    Ok(())
+    crate::files::write_private_file(path, key.to_pkcs8_pem().as_bytes())
 }
 
 /// Reads a private key file (PKCS#8 PEM or base64 DER).

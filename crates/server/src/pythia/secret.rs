@@ -2,7 +2,6 @@
 //! there on first start (0600, never over an existing file nor through a symlink), like the
 //! service key.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -44,21 +43,8 @@ fn read_secret(path: &Path) -> anyhow::Result<Secret> {
 }
 
 fn write_secret(path: &Path, secret: &Secret) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        crate::files::create_private_dir(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
-    file.write_all(secret.to_text().as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    Ok(())
+    let text = zeroize::Zeroizing::new(format!("{}\n", secret.to_text().as_str()));
+    crate::files::write_private_file(path, text.as_bytes())
 }
 
 #[cfg(test)]
