@@ -325,6 +325,20 @@ async fn json_logs_carry_the_request_id(backend: Backend) {
     assert!(seen.contains_key(&generated), "{seen:?}");
 }
 
+/// 1,000 clients connecting at once must not overflow the kernel's queue of unaccepted
+/// connections: the listener asks for the configured backlog (std's bind always asks for 128).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_queues_as_many_connections_as_the_backlog_setting_says() {
+    let options = Options { settings: vec![("server.backlog", json!(777))], ..Default::default() };
+    let app = spawn_app_with(Backend::Sqlite, options).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let out = Command::new("ss").args(["-ltnH", &format!("sport = :{port}")]).output().expect("ss (iproute2)");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    // State, Recv-Q, Send-Q: for a listening socket Send-Q is its backlog.
+    let backlog: Vec<&str> = listing.lines().filter_map(|line| line.split_whitespace().nth(2)).collect();
+    assert_eq!(backlog, vec!["777"], "ss said: {listing}");
+}
+
 crate::on_both_backends!(
     the_openapi_document_lists_every_v1_route_and_validates,
     swagger_ui_is_served_without_external_requests,

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::domain::CardsPerIdentity;
-use crate::storage::PoolSettings;
+use crate::storage::{PoolSettings, WriteQueueSettings};
 
 /// The built-in defaults, documented key by key.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
@@ -119,6 +119,8 @@ pub struct ServerSettings {
     pub request_body_timeout_ms: u64,
     /// Seconds an idle keep-alive connection stays open.
     pub keep_alive_secs: u64,
+    /// Connections queued by the kernel before they are accepted.
+    pub backlog: u32,
 }
 
 /// `[database]`
@@ -144,6 +146,10 @@ pub struct DatabaseSettings {
     pub replica_urls: Vec<SecretString>,
     /// Most a replica may lag before reads go to the primary, in milliseconds.
     pub replica_max_lag_ms: u64,
+    /// SQLite: most writers queued for the one writer path; one more gets 503.
+    pub write_queue_max_writers: usize,
+    /// SQLite: longest a write waits for its turn before 503, in milliseconds.
+    pub write_queue_timeout_ms: u64,
 }
 
 impl DatabaseSettings {
@@ -165,6 +171,10 @@ impl DatabaseSettings {
             listen_url: (!listen_url.is_empty()).then(|| listen_url.to_owned()),
             replica_urls: self.replica_urls.iter().map(|url| url.expose_secret().to_owned()).collect(),
             replica_max_lag: Duration::from_millis(self.replica_max_lag_ms),
+            write_queue: WriteQueueSettings {
+                max_writers: self.write_queue_max_writers.max(1),
+                max_wait: Duration::from_millis(self.write_queue_timeout_ms),
+            },
         }
     }
 }

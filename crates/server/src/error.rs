@@ -149,6 +149,10 @@ impl From<StorageError> for ApiError {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::new(ProblemCode::Unavailable, "the database is unavailable; retry shortly")
             }
+            // Refused by design under load, counted in the metrics: not worth a log line each.
+            StorageError::Busy(_) => {
+                ApiError::new(ProblemCode::Unavailable, "too many writes are waiting; retry shortly").retry_after(1)
+            }
             StorageError::NotFound => ApiError::not_found("not found"),
             StorageError::TooLarge { max_bytes } => ApiError::new(
                 ProblemCode::AnswerTooLarge,

@@ -65,6 +65,7 @@ impl Metrics {
     pub fn new(store: Arc<dyn Operations>) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
         registry.register(Box::new(PoolCollector::new(store.clone())?))?;
+        registry.register(Box::new(WriteQueueCollector::new(store.clone())?))?;
         registry.register(Box::new(ReplicaCollector::new(store)?))?;
         Ok(Metrics {
             cards_published: counter(&registry, "cards_published_total", "Cards published (roots and rotations)")?,
@@ -193,6 +194,82 @@ impl Collector for PoolCollector {
         self.in_use.set(i64::from(stats.size).saturating_sub(stats.idle as i64));
         self.max.set(i64::from(stats.max));
         [&self.open, &self.idle, &self.in_use, &self.max].iter().flat_map(|g| g.collect()).collect()
+    }
+}
+
+/// SQLite's one writer path, read when scraped (nothing on PostgreSQL).
+struct WriteQueueCollector {
+    store: Arc<dyn Operations>,
+    writers: IntGauge,
+    max_writers: IntGauge,
+    commits: IntCounter,
+    committed: IntCounter,
+    refused: IntCounter,
+    /// Seconds summed over writes, by phase (`wait`, `hold`, `commit`).
+    seconds: prometheus::CounterVec,
+    descs: Vec<Desc>,
+}
+
+impl WriteQueueCollector {
+    fn new(store: Arc<dyn Operations>) -> prometheus::Result<Self> {
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace("cardinal");
+        let writers = IntGauge::with_opts(opts("db_write_queue_writers", "SQLite writes queued or writing now"))?;
+        let max_writers =
+            IntGauge::with_opts(opts("db_write_queue_max_writers", "SQLite writes that may queue before 503"))?;
+        let commits = IntCounter::with_opts(opts("db_write_commits_total", "SQLite group commits"))?;
+        let committed =
+            IntCounter::with_opts(opts("db_writes_committed_total", "SQLite writes made durable by group commits"))?;
+        let refused = IntCounter::with_opts(opts(
+            "db_writes_refused_total",
+            "SQLite writes refused with 503: the queue was full or the turn too slow",
+        ))?;
+        let seconds = prometheus::CounterVec::new(
+            opts(
+                "db_write_seconds_total",
+                "SQLite writes' time, summed, by phase: waiting for a turn, holding it, group commits",
+            ),
+            &["phase"],
+        )?;
+        let descs =
+            [writers.desc(), max_writers.desc(), commits.desc(), committed.desc(), refused.desc(), seconds.desc()]
+                .into_iter()
+                .flat_map(|descs| descs.into_iter().cloned())
+                .collect();
+        Ok(WriteQueueCollector { store, writers, max_writers, commits, committed, refused, seconds, descs })
+    }
+}
+
+impl Collector for WriteQueueCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(stats) = self.store.pool_stats().writes else { return Vec::new() };
+        self.writers.set(stats.writers as i64);
+        self.max_writers.set(stats.max_writers as i64);
+        // Counters mirrored from the queue's own: set, not added to.
+        for (counter, value) in
+            [(&self.commits, stats.commits), (&self.committed, stats.committed), (&self.refused, stats.refused)]
+        {
+            counter.reset();
+            counter.inc_by(value);
+        }
+        self.seconds.reset();
+        for (phase, spent) in [("wait", stats.waited), ("hold", stats.held), ("commit", stats.committing)] {
+            self.seconds.with_label_values(&[phase]).inc_by(spent.as_secs_f64());
+        }
+        [
+            self.writers.collect(),
+            self.max_writers.collect(),
+            self.commits.collect(),
+            self.committed.collect(),
+            self.refused.collect(),
+            self.seconds.collect(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 

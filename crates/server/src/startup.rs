@@ -89,7 +89,7 @@ impl Application {
         // before anything is served.
         sweep_queue(store.as_ref()).await;
         let log = open_log(&settings, store.clone(), &service_key, clock.clone(), post).await?;
-        let listener = TcpListener::bind(&settings.server.listen)
+        let listener = bind_with_backlog(&settings.server.listen, settings.server.backlog)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let mut app = Self::serve(settings, store, service_key, pythia_secret, log, listener, clock)?;
         app.serving = serving;
@@ -469,4 +469,23 @@ fn cors_policy(settings: &CorsSettings) -> Cors {
         cors = if origin == "*" { cors.allow_any_origin().send_wildcard() } else { cors.allowed_origin(origin) };
     }
     cors
+}
+
+/// A listening socket with its own backlog: `std`'s `TcpListener::bind` always asks for 128, and
+/// actix-web's `backlog` setting applies only to sockets it binds itself, so 1,000 clients
+/// connecting at once overflowed the queue and waited for their SYN retries.
+fn bind_with_backlog(address: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last_error = None;
+    for address in std::net::ToSocketAddrs::to_socket_addrs(address)? {
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+        // As std does: a restarted server rebinds while old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        match socket.bind(&address.into()).and_then(|()| socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))) {
+            Ok(()) => return Ok(socket.into()),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")))
 }

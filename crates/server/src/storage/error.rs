@@ -18,6 +18,10 @@ pub enum StorageError {
     /// The database cannot be reached or is overloaded; the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Too many writes are waiting (SQLite's one writer path is full, or a turn did not come
+    /// in time): nothing was written; the request may be retried shortly.
+    #[error("busy: {0}")]
+    Busy(String),
     /// What a read would return is over its byte budget; nothing was returned.
     #[error("the answer exceeds {max_bytes} bytes")]
     TooLarge {

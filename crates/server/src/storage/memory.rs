@@ -500,7 +500,7 @@ impl Operations for MemoryStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        PoolStats { size: 0, idle: 0, max: 0 }
+        PoolStats { size: 0, idle: 0, max: 0, writes: None }
     }
 
     async fn migrate(&self) -> Result<(), MigrationError> {

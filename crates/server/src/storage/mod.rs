@@ -34,7 +34,8 @@ pub use identity_state::{ActiveDigest, IdentityState, active_digest, digest_text
 pub use keyknox::KeyknoxStore;
 pub use records::{
     ActiveLookup, ApiKeyRecord, AppRecord, CardRecord, CardsQuery, EventRow, EventsQuery, NewCard, Placement,
-    PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation, Schema,
+    PoolSettings, PoolStats, ReadFrom, ReplicaStats, ReplicasStats, Revocation, Schema, WriteQueueSettings,
+    WriteQueueStats,
 };
 pub use sql::MigrationError;
 pub use transparency::{CheckpointRecord, TransparencyStore};

@@ -217,6 +217,8 @@ pub struct PoolStats {
     pub idle: usize,
     /// The most it opens.
     pub max: u32,
+    /// SQLite's one writer path; none on PostgreSQL.
+    pub writes: Option<WriteQueueStats>,
 }
 
 /// What is known of one read replica, for metrics.
@@ -259,6 +261,45 @@ pub struct PoolSettings {
     pub replica_urls: Vec<String>,
     /// Most a replica may lag before its reads go to the primary.
     pub replica_max_lag: std::time::Duration,
+    /// SQLite: the one writer path's bounds.
+    pub write_queue: WriteQueueSettings,
+}
+
+/// How many writers may queue for SQLite's one writer path, and for how long, before a write is
+/// refused with 503 and `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteQueueSettings {
+    /// Writers waiting or writing at once; one more is refused.
+    pub max_writers: usize,
+    /// Longest wait for a turn.
+    pub max_wait: std::time::Duration,
+}
+
+impl Default for WriteQueueSettings {
+    fn default() -> Self {
+        WriteQueueSettings { max_writers: 512, max_wait: std::time::Duration::from_secs(1) }
+    }
+}
+
+/// SQLite's write queue, read at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteQueueStats {
+    /// Writers queued or writing now.
+    pub writers: u64,
+    /// The most that may be.
+    pub max_writers: u64,
+    /// Group commits so far.
+    pub commits: u64,
+    /// Writes those commits made durable.
+    pub committed: u64,
+    /// Writes refused because the queue was full or the wait too long.
+    pub refused: u64,
+    /// Summed over every turn: the wait for it.
+    pub waited: std::time::Duration,
+    /// Summed over every turn: how long writers held it (their own statements).
+    pub held: std::time::Duration,
+    /// Summed over every group commit: its time, during which no writer has a turn.
+    pub committing: std::time::Duration,
 }
 
 impl PoolSettings {
@@ -272,6 +313,7 @@ impl PoolSettings {
             listen_url: None,
             replica_urls: Vec::new(),
             replica_max_lag: std::time::Duration::from_secs(1),
+            write_queue: WriteQueueSettings::default(),
         }
     }
 }

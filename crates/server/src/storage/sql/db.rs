@@ -8,6 +8,8 @@
 //! block, while here each driver is named in one match per operation and the SQL code above
 //! sees no driver at all.
 
+use std::sync::Arc;
+
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
@@ -16,6 +18,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Decode, Encode, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Type};
 
 use super::dialect::Dialect;
+use super::writer::{WriteQueue, WriteTurn};
 use crate::domain::{AppId, CardId, Identity};
 use crate::storage::{Backend, PoolStats, StorageError};
 
@@ -380,24 +383,24 @@ impl Conn {
     }
 }
 
-/// A write's transaction.
+/// A write's transaction: PostgreSQL's own, or a writer's turn in SQLite's shared one.
 pub(super) enum Tx {
     Postgres(sqlx::Transaction<'static, Postgres>, Statements),
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Sqlite(WriteTurn),
 }
 
 impl Tx {
     pub fn session(&mut self) -> Session<'_> {
         match self {
             Tx::Postgres(tx, statements) => Session::Postgres(tx, *statements),
-            Tx::Sqlite(tx) => Session::Sqlite(tx),
+            Tx::Sqlite(turn) => Session::Sqlite(turn.connection()),
         }
     }
 
     pub async fn commit(self) -> Result<(), StorageError> {
         match self {
             Tx::Postgres(tx, _) => tx.commit().await.map_err(|e| Dialect::Postgres.translate(e)),
-            Tx::Sqlite(tx) => tx.commit().await.map_err(|e| Dialect::Sqlite.translate(e)),
+            Tx::Sqlite(turn) => turn.commit().await,
         }
     }
 }
@@ -406,21 +409,21 @@ impl Tx {
 #[derive(Debug, Clone)]
 pub(super) enum Db {
     Postgres(PgPool, Statements),
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, Arc<WriteQueue>),
 }
 
 impl Db {
     pub fn backend(&self) -> Backend {
         match self {
             Db::Postgres(..) => Backend::Postgres,
-            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Sqlite(..) => Backend::Sqlite,
         }
     }
 
     fn dialect(&self) -> Dialect {
         match self {
             Db::Postgres(..) => Dialect::Postgres,
-            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Sqlite(..) => Dialect::Sqlite,
         }
     }
 
@@ -428,42 +431,59 @@ impl Db {
     pub async fn read(&self) -> Result<Conn, StorageError> {
         let conn = match self {
             Db::Postgres(pool, statements) => Conn::postgres(pool, *statements).await,
-            Db::Sqlite(pool) => pool.acquire().await.map(Conn::Sqlite),
+            Db::Sqlite(pool, _) => pool.acquire().await.map(Conn::Sqlite),
         };
         conn.map_err(|e| self.dialect().translate(e))
     }
 
-    /// A write's transaction. SQLite takes its write lock up front (`BEGIN IMMEDIATE`), so a
-    /// transaction that reads before it writes cannot fail to upgrade.
+    /// A write's transaction. On SQLite, a turn on the one writer path ([`WriteQueue`]): its
+    /// shared transaction took the write lock up front (`BEGIN IMMEDIATE`), so a write that reads
+    /// before it writes cannot fail to upgrade.
     pub async fn begin_write(&self) -> Result<Tx, StorageError> {
-        let tx = match self {
-            Db::Postgres(pool, statements) => pool.begin().await.map(|tx| Tx::Postgres(tx, *statements)),
-            Db::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
-        };
-        tx.map_err(|e| self.dialect().translate(e))
+        match self {
+            Db::Postgres(pool, statements) => {
+                pool.begin().await.map(|tx| Tx::Postgres(tx, *statements)).map_err(|e| Dialect::Postgres.translate(e))
+            }
+            Db::Sqlite(_, writes) => writes.turn().await.map(Tx::Sqlite),
+        }
+    }
+
+    /// A transaction for the service's own writes (sequencing rounds, the transparency tree and
+    /// its checkpoints), which on SQLite queue without bound: refusing a round would only leave
+    /// its events to the sweep.
+    pub async fn begin_internal_write(&self) -> Result<Tx, StorageError> {
+        match self {
+            Db::Postgres(..) => self.begin_write().await,
+            Db::Sqlite(_, writes) => writes.internal_turn().await.map(Tx::Sqlite),
+        }
     }
 
     pub fn pool_stats(&self) -> PoolStats {
         fn of<DB: Database>(pool: &sqlx::Pool<DB>) -> PoolStats {
-            PoolStats { size: pool.size(), idle: pool.num_idle(), max: pool.options().get_max_connections() }
+            PoolStats {
+                size: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+                writes: None,
+            }
         }
         match self {
             Db::Postgres(pool, _) => of(pool),
-            Db::Sqlite(pool) => of(pool),
+            Db::Sqlite(pool, writes) => PoolStats { writes: Some(writes.stats()), ..of(pool) },
         }
     }
 
     pub async fn close(&self) {
         match self {
             Db::Postgres(pool, _) => pool.close().await,
-            Db::Sqlite(pool) => pool.close().await,
+            Db::Sqlite(pool, _) => pool.close().await,
         }
     }
 
     pub fn is_closed(&self) -> bool {
         match self {
             Db::Postgres(pool, _) => pool.is_closed(),
-            Db::Sqlite(pool) => pool.is_closed(),
+            Db::Sqlite(pool, _) => pool.is_closed(),
         }
     }
 }

@@ -19,6 +19,7 @@ mod replicas;
 mod sequencer;
 mod sqlite;
 mod transparency;
+mod writer;
 
 use crate::domain::AppId;
 use crate::storage::{Backend, EventDraft, PoolSettings, ReadFrom, StorageError};
@@ -64,7 +65,11 @@ impl SqlStore {
             Some(Backend::Sqlite) if !settings.replica_urls.is_empty() => {
                 return Err(StorageError::Other("read replicas need PostgreSQL".into()));
             }
-            Some(Backend::Sqlite) => (Db::Sqlite(sqlite::connect(url, settings).await?), None, None),
+            Some(Backend::Sqlite) => {
+                let pool = sqlite::connect(url, settings).await?;
+                let writes = writer::WriteQueue::new(pool.clone(), settings.write_queue);
+                (Db::Sqlite(pool, writes), None, None)
+            }
             _ => return Err(StorageError::Other("database url must start with postgres:// or sqlite:".into())),
         };
         Ok(SqlStore { db, listener, replicas, gates: sequencer::Gates::default() })
@@ -74,7 +79,7 @@ impl SqlStore {
     pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
         match &self.db {
             Db::Postgres(pool, _) => Some(pool),
-            Db::Sqlite(_) => None,
+            Db::Sqlite(..) => None,
         }
     }
 

@@ -28,7 +28,9 @@ impl Operations for SqlStore {
         let known = super::migrate::known_versions(matches!(self.db, Db::Postgres(..)));
         let present = match &self.db {
             Db::Postgres(..) => "SELECT to_regclass('refinery_schema_history') IS NOT NULL AS present",
-            Db::Sqlite(_) => "SELECT count(*) > 0 AS present FROM sqlite_master WHERE name = 'refinery_schema_history'",
+            Db::Sqlite(..) => {
+                "SELECT count(*) > 0 AS present FROM sqlite_master WHERE name = 'refinery_schema_history'"
+            }
         };
         let present: bool = self.read_optional(present, &[], |row| row.get("present")).await?.unwrap_or(false);
         if !present {
@@ -53,7 +55,7 @@ impl Operations for SqlStore {
                 )
                 .await
             }
-            Db::Sqlite(_) => Ok(None),
+            Db::Sqlite(..) => Ok(None),
         }
     }
 
@@ -61,7 +63,7 @@ impl Operations for SqlStore {
     async fn migrate(&self) -> Result<(), MigrationError> {
         match &self.db {
             Db::Postgres(pool, statements) => super::migrate::migrate_postgres(pool, *statements).await?,
-            Db::Sqlite(pool) => super::migrate::migrate_sqlite(pool).await?,
+            Db::Sqlite(pool, _) => super::migrate::migrate_sqlite(pool).await?,
         }
         let completed = self.complete_digests().await?;
         if completed > 0 {
@@ -85,7 +87,7 @@ impl Operations for SqlStore {
     }
 
     async fn back_up_into(&self, path: &std::path::Path) -> Result<(), StorageError> {
-        let Db::Sqlite(_) = &self.db else {
+        let Db::Sqlite(..) = &self.db else {
             return Err(StorageError::Other(
                 "a PostgreSQL database is backed up with pg_dump (see README, Backups and restores)".into(),
             ));

@@ -106,7 +106,7 @@ impl SqlStore {
     /// move to `events`, the app's head advances, and the identities they name are notified.
     #[tracing::instrument(skip_all)]
     async fn sequence_batch(&self, app_id: &AppId) -> Result<usize, StorageError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_internal_write().await?;
         let mut session = tx.session();
         let head = session
             .fetch_optional(

@@ -99,7 +99,7 @@ impl SqlStore {
         let mut total = 0;
         for app_id in apps {
             loop {
-                let mut tx = self.db.begin_write().await?;
+                let mut tx = self.db.begin_internal_write().await?;
                 let mut session = tx.session();
                 let Some(row) = session
                     .fetch_optional(
@@ -198,7 +198,7 @@ impl TransparencyStore for SqlStore {
         witness: &str,
         line: &str,
     ) -> Result<(), StorageError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_internal_write().await?;
         tx.session()
             .execute(
                 "INSERT INTO cosignatures (app_id, origin, size, witness, line) VALUES ($1, $2, $3, $4, $5) \
@@ -250,7 +250,7 @@ impl TransparencyStore for SqlStore {
     #[tracing::instrument(skip_all)]
     async fn insert_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<CheckpointRecord, StorageError> {
         let size = to_i64(checkpoint.size)?;
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_internal_write().await?;
         let mut session = tx.session();
         session
             .execute(
