@@ -99,7 +99,8 @@ for (backend, size, scenario), r in sorted(by.items()):
         ok = errors == 0 and ms(c1000, "p99_us") < 50
         print(f"    single at {c1000.get('connections', 1000)} connections: {rps(c1000):.0f}/s, p99 {ms(c1000, 'p99_us'):.2f} ms "
               f"(target < 50), errors {errors} (non-2xx {w['non_2xx_3xx']}, socket {w['socket_errors']}, "
-              f"timeouts {w.get('timeouts', 0)}; target 0): {verdict(ok)}")
+              f"timeouts {w.get('timeouts', 0)}; target 0): {verdict(ok)}; listen-queue overflows "
+              f"{c1000.get('listen_overflows', '?')} (connections whose SYN the kernel dropped, retried after 1 s)")
     publishes = sorted((s, x) for (b, n, s), x in by.items() if b == backend and n == size and s.startswith("publish"))
     for name, p in publishes:
         w = p["wrk"]
