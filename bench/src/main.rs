@@ -3,7 +3,8 @@
 //! `seed` writes N identities through the real storage layer (so every card is signed,
 //! countersigned and logged exactly as a publish would), 10 % of them with a rotated chain and
 //! 1 % revoked. `requests` writes, for a running server, the lookup batches with their current
-//! ETags, single-identity lookups, and fresh signed cards with their tokens for the publish run.
+//! ETags, single-identity lookups (uniform and Zipf), Zipf batches, and for each publish scenario
+//! its own fresh signed cards with their tokens, on identities no run has published before.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,7 +23,9 @@ use cardinal_server::manage;
 use cardinal_server::storage::{self, EventDraft, NewCard, Placement, PoolSettings, Revocation, Store};
 use clap::{Parser, Subcommand};
 use futures_util::{StreamExt, stream};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
 #[derive(Parser)]
 struct Cli {
@@ -49,14 +52,56 @@ enum Command {
         identities: usize,
         #[arg(long)]
         dir: PathBuf,
-        /// Fresh cards to prepare for the publish run.
+        /// Fresh cards to prepare for each publish scenario without a count of its own.
         #[arg(long, default_value_t = 60_000)]
         publishes: usize,
+        /// The publish scenarios, `name[:count]`: each gets `<name>.txt` with its own identities.
+        #[arg(long, value_delimiter = ',', default_value = "publish")]
+        publish_sets: Vec<String>,
+        /// The Zipf exponent of the `*_zipf.txt` lookups.
+        #[arg(long, default_value_t = ZIPF_EXPONENT)]
+        zipf_exponent: f64,
     },
 }
 
 const APP: &str = "bench";
 const KID: &str = "bench-app";
+/// 1.01 rather than 1.0: pgbench's `random_zipfian` (the ceilings) requires s > 1.
+const ZIPF_EXPONENT: f64 = 1.01;
+/// Fixed, so a size always has the same hot identities.
+const ZIPF_SEED: u64 = 0x5eed_0f21;
+/// Single-identity lookups per file (uniform and Zipf), and Zipf batches.
+const SINGLES: usize = 100_000;
+const ZIPF_BATCHES: usize = 10_000;
+const BATCH: usize = 50;
+
+/// Zipf over `n` identities by inverse CDF: rank k (1-based) has weight k^-s; ranks map to
+/// identities through a fixed shuffle, so the hot ones are spread over the seeding order.
+struct Zipf {
+    cdf: Vec<f64>,
+    identity_of_rank: Vec<usize>,
+}
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Self {
+        let mut total = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                total += (k as f64).powf(-s);
+                total
+            })
+            .collect();
+        cdf.iter_mut().for_each(|c| *c /= total);
+        let mut identity_of_rank: Vec<usize> = (0..n).collect();
+        identity_of_rank.shuffle(&mut StdRng::seed_from_u64(ZIPF_SEED));
+        Self { cdf, identity_of_rank }
+    }
+
+    fn sample(&self, rng: &mut impl Rng) -> usize {
+        let u: f64 = rng.gen_range(0.0..1.0);
+        self.identity_of_rank[self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)]
+    }
+}
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
@@ -178,35 +223,99 @@ fn token(key: &SigningKey, identity: &str) -> anyhow::Result<String> {
     )?)
 }
 
-async fn requests(url: &str, identities: usize, dir: &std::path::Path, publishes: usize) -> anyhow::Result<()> {
+fn lines(paths: &[String]) -> String {
+    paths.join("\n") + "\n"
+}
+
+/// `count` fresh cards with their identities' tokens, on identities `<prefix><j>`, generated on
+/// every core.
+fn publish_lines(key: &SigningKey, prefix: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = count.div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .step_by(chunk)
+            .map(|start| {
+                scope.spawn(move || -> anyhow::Result<Vec<String>> {
+                    (start..(start + chunk).min(count))
+                        .map(|j| {
+                            let identity = format!("{prefix}{j}");
+                            let signing = SigningKey::generate();
+                            let (_, raw) = CardBuilder::new(Identity::parse(&identity)?, &signing, now()).build();
+                            Ok(format!("{}\t{}", token(key, &identity)?, serde_json::to_string(&raw)?))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count);
+        for handle in handles {
+            all.extend(handle.join().map_err(|_| anyhow::anyhow!("a generator thread panicked"))??);
+        }
+        Ok(all)
+    })
+}
+
+async fn requests(
+    url: &str,
+    identities: usize,
+    dir: &std::path::Path,
+    publishes: usize,
+    publish_sets: &[String],
+    zipf_exponent: f64,
+) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let key = manage::read_private_key(&dir.join("app-key.pem"))?;
     let reader = token(&key, "bench-reader")?;
     std::fs::write(dir.join("token"), &reader)?;
     let mut rng = rand::thread_rng();
     let client = reqwest::Client::new();
-    let (mut lookups, mut etags, mut singles) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lookups, mut etags) = (Vec::new(), Vec::new());
     for _ in 0..1000 {
-        let query: Vec<String> = (0..50).map(|_| format!("identity=u{}", rng.gen_range(0..identities))).collect();
+        let query: Vec<String> = (0..BATCH).map(|_| format!("identity=u{}", rng.gen_range(0..identities))).collect();
         let path = format!("/v1/cards?{}", query.join("&"));
         let response = client.get(format!("{url}{path}")).bearer_auth(&reader).send().await?;
         anyhow::ensure!(response.status().is_success(), "seeded lookup failed: {}", response.status());
         let etag = response.headers().get("etag").context("an ETag")?.to_str()?.to_owned();
         lookups.push(path);
         etags.push(etag);
-        singles.push(format!("/v1/cards?identity=u{}", rng.gen_range(0..identities)));
     }
-    std::fs::write(dir.join("lookups.txt"), lookups.join("\n") + "\n")?;
-    std::fs::write(dir.join("etags.txt"), etags.join("\n") + "\n")?;
-    std::fs::write(dir.join("singles.txt"), singles.join("\n") + "\n")?;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("publish.txt"))?);
-    for j in 0..publishes {
-        let identity = format!("p{j}");
-        let signing = SigningKey::generate();
-        let (_, raw) = CardBuilder::new(Identity::parse(&identity)?, &signing, now()).build();
-        writeln!(out, "{}\t{}", token(&key, &identity)?, serde_json::to_string(&raw)?)?;
+    std::fs::write(dir.join("lookups.txt"), lines(&lookups))?;
+    std::fs::write(dir.join("etags.txt"), lines(&etags))?;
+    let singles: Vec<String> =
+        (0..SINGLES).map(|_| format!("/v1/cards?identity=u{}", rng.gen_range(0..identities))).collect();
+    std::fs::write(dir.join("singles.txt"), lines(&singles))?;
+    // Zipf: the draws are random, the distribution (and so the hot identities) fixed.
+    let zipf = Zipf::new(identities, zipf_exponent);
+    let singles: Vec<String> =
+        (0..SINGLES).map(|_| format!("/v1/cards?identity=u{}", zipf.sample(&mut rng))).collect();
+    std::fs::write(dir.join("singles_zipf.txt"), lines(&singles))?;
+    let mut batches = Vec::with_capacity(ZIPF_BATCHES);
+    for _ in 0..ZIPF_BATCHES {
+        let mut picked = std::collections::BTreeSet::new();
+        let mut query = Vec::with_capacity(BATCH);
+        while query.len() < BATCH.min(identities) {
+            let n = zipf.sample(&mut rng);
+            if picked.insert(n) {
+                query.push(format!("identity=u{n}"));
+            }
+        }
+        batches.push(format!("/v1/cards?{}", query.join("&")));
     }
-    out.flush()?;
+    std::fs::write(dir.join("lookups_zipf.txt"), lines(&batches))?;
+    // Fresh identities for every publish scenario of every run: this run's time in the prefix.
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    for (n, set) in publish_sets.iter().enumerate() {
+        let (set, publishes) = match set.split_once(':') {
+            Some((name, count)) => (name, count.parse().context("a publish set's count")?),
+            None => (set.as_str(), publishes),
+        };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{set}.txt")))?);
+        for line in publish_lines(&key, &format!("p{run}.{n}."), publishes)? {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+    }
     Ok(())
 }
 
@@ -214,6 +323,8 @@ async fn requests(url: &str, identities: usize, dir: &std::path::Path, publishes
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Seed { database_url, identities, dir } => seed(&database_url, identities, &dir).await,
-        Command::Requests { url, identities, dir, publishes } => requests(&url, identities, &dir, publishes).await,
+        Command::Requests { url, identities, dir, publishes, publish_sets, zipf_exponent } => {
+            requests(&url, identities, &dir, publishes, &publish_sets, zipf_exponent).await
+        }
     }
 }

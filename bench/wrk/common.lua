@@ -22,10 +22,11 @@ function read_token()
   return token
 end
 
+-- socket_errors counts timeouts too (as before); timeouts (wrk's --timeout) are also given alone.
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'BENCH {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d,"non_2xx_3xx":%d,"socket_errors":%d}\n',
+    'BENCH {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"non_2xx_3xx":%d,"socket_errors":%d,"timeouts":%d}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
-    e.status, e.connect + e.read + e.write + e.timeout))
+    latency.max, e.status, e.connect + e.read + e.write + e.timeout, e.timeout))
 end
