@@ -10,7 +10,9 @@ use cardinal_server::domain::KeyRole;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{APP, Options, TestApp, assert_problem, new_card, run_binary, spawn_app, spawn_app_with};
+use crate::helpers::{
+    APP, Options, TestApp, assert_problem, new_card, rotation_of, run_binary, spawn_app, spawn_app_with,
+};
 use crate::support::Backend;
 
 async fn info(app: &TestApp) -> Value {
@@ -370,9 +372,19 @@ async fn rewrite_one_event(app: &TestApp, seq: i64) {
 /// without a token, and fails (exit 6) once one stored event is rewritten.
 async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backend: Backend) {
     let app = spawn_app(backend).await;
-    for identity in ["alice", "bob"] {
-        app.published(identity, &new_card(identity)).await;
-    }
+    let (alice, bob) = (new_card("alice"), new_card("bob"));
+    app.published("alice", &alice).await;
+    app.published("bob", &bob).await;
+    // Every kind of entry the replay's rules read, as the server writes them: a rotation and its
+    // supersession, an owner's revocation naming a superseded card of the chain, a new root after
+    // it (the app is `single`), an admin's revocation with a reason, a Keyknox erasure.
+    app.published("alice", &rotation_of("alice", &alice.id)).await;
+    assert_eq!(app.revoke(&app.user_token("alice"), alice.id.as_str(), None).await.status(), StatusCode::OK);
+    app.published("alice", &new_card("alice")).await;
+    let admin = app.admin_token("root");
+    assert_eq!(app.admin_revoke(&admin, bob.id.as_str(), Some("left")).await.status(), StatusCode::OK);
+    let erase = app.client.post(app.url("/v1/admin/identities/bob/keyknox/erase")).bearer_auth(&admin);
+    assert_eq!(erase.send().await.unwrap().status(), StatusCode::OK);
     let vkey = info(&app).await["vkey"].as_str().unwrap().to_owned();
     let size = events(&app).await;
     checkpoint_of(&app, &VerifierKey::parse(&vkey).unwrap(), size).await;
@@ -387,7 +399,6 @@ async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backen
     assert!(state.exists());
     let (code, _, stderr) = cardinal(dir.path(), &with_token);
     assert_eq!(code, 0, "a second run, consistent with the first: {stderr}");
-    let admin = app.admin_token("root");
     let (code, _, stderr) = cardinal(dir.path(), &[&base[..], &["--token", &admin]].concat());
     assert_eq!(code, 0, "with an admin token, the event API agrees with the entries: {stderr}");
     let (code, _, stderr) = cardinal(dir.path(), &base);
@@ -397,6 +408,30 @@ async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backen
     assert_eq!(cardinal(dir.path(), &wrong_key).0, 1, "a malformed vkey is a usage failure");
     let (code, _, stderr) = cardinal(dir.path(), &[&base[..], &["--quorum", "1"]].concat());
     assert_eq!(code, 6, "no witness cosigned: {stderr}");
+
+    // A server that logs what the directory never does, in a tree that is consistent: a second
+    // `key_added` naming a key added before. The replay names the entry and the rule.
+    let planted = cardinal_server::storage::ApiKeyRecord {
+        kid: "planted".into(),
+        app_id: cardinal_server::domain::AppId::parse(APP).unwrap(),
+        role: KeyRole::App,
+        public_key: SigningKey::generate().public_key().raw_bytes().to_vec(),
+        created_at: app.now(),
+        revoked_at: None,
+    };
+    let event = cardinal_server::storage::EventDraft {
+        kind: cardinal_card::log::EventKind::KeyAdded,
+        at_ms: app.now() * 1000,
+        card_id: None,
+        identity: None,
+        actor: "test".into(),
+        detail: [("kid".to_owned(), app.app_kid.clone()), ("role".to_owned(), "app".to_owned())].into(),
+    };
+    app.store.insert_api_key(&planted, event).await.unwrap();
+    checkpoint_of(&app, &VerifierKey::parse(&vkey).unwrap(), size + 1).await;
+    let (code, _, stderr) = cardinal(dir.path(), &with_token);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains(&format!("entry {size}: rule key-added-once")), "{stderr}");
 
     rewrite_one_event(&app, 2).await;
     let (code, _, stderr) = cardinal(dir.path(), &with_token);
