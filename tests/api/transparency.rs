@@ -10,7 +10,9 @@ use cardinal_server::domain::KeyRole;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{APP, Options, TestApp, assert_problem, new_card, run_binary, spawn_app, spawn_app_with};
+use crate::helpers::{
+    APP, Options, TestApp, assert_problem, new_card, rotation_of, run_binary, spawn_app, spawn_app_with,
+};
 use crate::support::Backend;
 
 async fn info(app: &TestApp) -> Value {
@@ -370,9 +372,19 @@ async fn rewrite_one_event(app: &TestApp, seq: i64) {
 /// without a token, and fails (exit 6) once one stored event is rewritten.
 async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backend: Backend) {
     let app = spawn_app(backend).await;
-    for identity in ["alice", "bob"] {
-        app.published(identity, &new_card(identity)).await;
-    }
+    let (alice, bob) = (new_card("alice"), new_card("bob"));
+    app.published("alice", &alice).await;
+    app.published("bob", &bob).await;
+    // Every kind of entry the replay's rules read, as the server writes them: a rotation and its
+    // supersession, an owner's revocation naming a superseded card of the chain, a new root after
+    // it (the app is `single`), an admin's revocation with a reason, a Keyknox erasure.
+    app.published("alice", &rotation_of("alice", &alice.id)).await;
+    assert_eq!(app.revoke(&app.user_token("alice"), alice.id.as_str(), None).await.status(), StatusCode::OK);
+    app.published("alice", &new_card("alice")).await;
+    let admin = app.admin_token("root");
+    assert_eq!(app.admin_revoke(&admin, bob.id.as_str(), Some("left")).await.status(), StatusCode::OK);
+    let erase = app.client.post(app.url("/v1/admin/identities/bob/keyknox/erase")).bearer_auth(&admin);
+    assert_eq!(erase.send().await.unwrap().status(), StatusCode::OK);
     let vkey = info(&app).await["vkey"].as_str().unwrap().to_owned();
     let size = events(&app).await;
     checkpoint_of(&app, &VerifierKey::parse(&vkey).unwrap(), size).await;
@@ -387,7 +399,6 @@ async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backen
     assert!(state.exists());
     let (code, _, stderr) = cardinal(dir.path(), &with_token);
     assert_eq!(code, 0, "a second run, consistent with the first: {stderr}");
-    let admin = app.admin_token("root");
     let (code, _, stderr) = cardinal(dir.path(), &[&base[..], &["--token", &admin]].concat());
     assert_eq!(code, 0, "with an admin token, the event API agrees with the entries: {stderr}");
     let (code, _, stderr) = cardinal(dir.path(), &base);
@@ -397,6 +408,30 @@ async fn transparency_audit_passes_then_fails_once_one_event_is_rewritten(backen
     assert_eq!(cardinal(dir.path(), &wrong_key).0, 1, "a malformed vkey is a usage failure");
     let (code, _, stderr) = cardinal(dir.path(), &[&base[..], &["--quorum", "1"]].concat());
     assert_eq!(code, 6, "no witness cosigned: {stderr}");
+
+    // A server that logs what the directory never does, in a tree that is consistent: a second
+    // `key_added` naming a key added before. The replay names the entry and the rule.
+    let planted = cardinal_server::storage::ApiKeyRecord {
+        kid: "planted".into(),
+        app_id: cardinal_server::domain::AppId::parse(APP).unwrap(),
+        role: KeyRole::App,
+        public_key: SigningKey::generate().public_key().raw_bytes().to_vec(),
+        created_at: app.now(),
+        revoked_at: None,
+    };
+    let event = cardinal_server::storage::EventDraft {
+        kind: cardinal_card::log::EventKind::KeyAdded,
+        at_ms: app.now() * 1000,
+        card_id: None,
+        identity: None,
+        actor: "test".into(),
+        detail: [("kid".to_owned(), app.app_kid.clone()), ("role".to_owned(), "app".to_owned())].into(),
+    };
+    app.store.insert_api_key(&planted, event).await.unwrap();
+    checkpoint_of(&app, &VerifierKey::parse(&vkey).unwrap(), size + 1).await;
+    let (code, _, stderr) = cardinal(dir.path(), &with_token);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains(&format!("entry {size}: rule key-added-once")), "{stderr}");
 
     rewrite_one_event(&app, 2).await;
     let (code, _, stderr) = cardinal(dir.path(), &with_token);
@@ -842,6 +877,85 @@ async fn transparency_two_witnesses_cosign_every_checkpoint_for_a_quorum_of_two(
     assert!(submitted >= 4.0, "two witnesses cosigned two checkpoints at least: {submitted}");
 }
 
+/// The header names of every `Vary` line, lowercase (CORS adds its own to every answer).
+fn varies_on(response: &reqwest::Response) -> Vec<String> {
+    let lines = response.headers().get_all("vary").iter().map(|v| v.to_str().unwrap().to_ascii_lowercase());
+    lines.flat_map(|line| line.split(',').map(|name| name.trim().to_owned()).collect::<Vec<_>>()).collect()
+}
+
+/// Tiles and bundles are gzipped for a client that accepts it (C2SP tlog-tiles: compression at
+/// the HTTP layer) and plain otherwise, with the same caching headers and `Vary: Accept-Encoding`
+/// either way; the checkpoint and the `/v1` answers are never compressed.
+async fn transparency_tiles_and_bundles_are_gzipped_only_when_accepted(backend: Backend) {
+    use std::io::Read;
+
+    let app = spawn_app(backend).await;
+    for identity in ["alice", "bob", "carol"] {
+        app.published(identity, &new_card(identity)).await;
+    }
+    let vkey = VerifierKey::parse(info(&app).await["vkey"].as_str().unwrap()).unwrap();
+    let size = events(&app).await;
+    checkpoint_of(&app, &vkey, size).await;
+    let token = app.user_token("alice");
+    let tile = TilePath { level: 0, index: 0, width: u16::try_from(size).unwrap(), entries: false };
+    let tiles = [
+        (format!("/tlog/{APP}/tile/{}", tile.to_path()), None, "public, max-age=31536000, immutable"),
+        (
+            format!("/tlog/{APP}/tile/{}", TilePath { entries: true, ..tile }.to_path()),
+            Some(token.as_str()),
+            "private, max-age=31536000, immutable",
+        ),
+    ];
+    for (path, token, cache_control) in tiles {
+        let mut request = app.client.get(app.url(&path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let plain = request.try_clone().unwrap().send().await.unwrap();
+        assert_eq!(plain.status(), StatusCode::OK, "{path}");
+        assert_eq!(header(&plain, "content-encoding"), "", "{path}: plain without Accept-Encoding");
+        assert_eq!(header(&plain, "cache-control"), cache_control, "{path}");
+        assert_eq!(header(&plain, "content-type"), "application/octet-stream", "{path}");
+        assert_eq!(
+            varies_on(&plain).iter().filter(|h| *h == "accept-encoding").count(),
+            1,
+            "{path}: {:?}",
+            varies_on(&plain)
+        );
+        let plain = plain.bytes().await.unwrap();
+
+        let zipped = request.header("accept-encoding", "gzip").send().await.unwrap();
+        assert_eq!(zipped.status(), StatusCode::OK, "{path}");
+        assert_eq!(header(&zipped, "content-encoding"), "gzip", "{path}");
+        assert_eq!(header(&zipped, "cache-control"), cache_control, "{path}: caching as the spec gives it");
+        assert_eq!(header(&zipped, "content-type"), "application/octet-stream", "{path}");
+        assert_eq!(
+            varies_on(&zipped).iter().filter(|h| *h == "accept-encoding").count(),
+            1,
+            "{path}: {:?}",
+            varies_on(&zipped)
+        );
+        let zipped = zipped.bytes().await.unwrap();
+        assert_eq!(&zipped[..2], [0x1f, 0x8b], "{path}: a gzip stream");
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..]).read_to_end(&mut unzipped).unwrap();
+        assert_eq!(unzipped, plain, "{path}: decompresses to exactly the plain tile");
+
+        let again = get(&app, &path, token).await.bytes().await.unwrap();
+        assert_eq!(again, plain, "{path}: without Accept-Encoding, the same plain bytes again");
+    }
+
+    for (path, token) in [(format!("/tlog/{APP}/checkpoint"), None), ("/v1/transparency".to_owned(), Some(&token))] {
+        let mut request = app.client.get(app.url(&path)).header("accept-encoding", "gzip");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(header(&response, "content-encoding"), "", "{path}: only tiles and bundles are compressed");
+    }
+}
+
 crate::on_both_backends!(
     transparency_two_witnesses_cosign_every_checkpoint_for_a_quorum_of_two,
     transparency_restarts_continue_the_log_but_never_over_altered_or_restored_events,
@@ -854,4 +968,5 @@ crate::on_both_backends!(
     transparency_serves_checkpoints_tiles_and_bundles_with_their_headers,
     transparency_grows_consistently_and_old_tiles_stay_byte_identical,
     transparency_off_answers_404_everywhere,
+    transparency_tiles_and_bundles_are_gzipped_only_when_accepted,
 );

@@ -18,6 +18,7 @@
 
 mod inspect;
 mod output;
+mod replay;
 mod transparency;
 
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use cardinal_card::log::{EventBody, EventKind};
+use cardinal_card::log::EventBody;
 use cardinal_card::tlog::{self, Hash, Hashes, TilePath, VerifierKey};
 use cardinal_client::Client;
 use serde::{Deserialize, Serialize};
@@ -216,53 +216,13 @@ pub async fn audit(
         }
     }
     if with_entries {
-        replay(args.app, &all_entries)?;
+        crate::replay::replay(args.app, &all_entries).map_err(|violation| failed(violation.to_string()))?;
         compare_with_admin_events(client, &all_entries).await?;
     }
     if let Some(path) = state {
         new_state(&origin, size, root, &hashes)?.write(path)?;
     }
     println!("ok origin={origin} size={size} root={}", tlog::encode_hash(&root));
-    Ok(())
-}
-
-/// The directory's rules over the entries: each entry canonical, of the app, in sequence; one
-/// `app_created`, first; each card published once; supersessions and revocations name
-/// published cards; a chain revoked once.
-fn replay(app: &str, entries: &[Vec<u8>]) -> Result<(), Failure> {
-    let mut published = BTreeSet::new();
-    let mut revoked = BTreeSet::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let at = |why: &str| failed(format!("entry {index}: {why}"));
-        let body: EventBody = serde_json::from_slice(entry).map_err(|_| at("not an event body"))?;
-        if body.canonical_bytes() != *entry {
-            return Err(at("not canonical (it does not re-serialise to the same bytes)"));
-        }
-        if body.app != app || body.seq != index as i64 + 1 {
-            return Err(at("another app's, or out of sequence"));
-        }
-        if (body.kind == EventKind::AppCreated) != (index == 0) {
-            return Err(at("app_created is the first entry and only it"));
-        }
-        let card = body.card_id.clone();
-        match body.kind {
-            EventKind::CardPublished
-                if !published.insert(card.clone().ok_or_else(|| at("a publication without a card"))?) =>
-            {
-                return Err(at("a card published twice"));
-            }
-            EventKind::CardSuperseded if !card.as_ref().is_some_and(|c| published.contains(c)) => {
-                return Err(at("supersedes a card never published"));
-            }
-            EventKind::ChainRevoked => {
-                let card = card.ok_or_else(|| at("a revocation without a card"))?;
-                if !published.contains(&card) || !revoked.insert(card) {
-                    return Err(at("revokes a chain never published, or twice"));
-                }
-            }
-            _ => {}
-        }
-    }
     Ok(())
 }
 

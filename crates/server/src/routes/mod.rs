@@ -14,10 +14,11 @@ mod transparency;
 mod view;
 pub mod virgil;
 
-use actix_web::dev::{HttpServiceFactory, ResourceDef};
+use actix_web::body::MessageBody;
+use actix_web::dev::{HttpServiceFactory, ResourceDef, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::from_fn;
-use actix_web::{HttpRequest, HttpResponse, Resource, guard, web};
+use actix_web::middleware::{Compress, DefaultHeaders, from_fn};
+use actix_web::{Error, HttpRequest, HttpResponse, Resource, guard, web};
 use cardinal_card::wire::ProblemCode;
 
 use crate::error::ApiError;
@@ -29,10 +30,11 @@ pub use body::{Body, BodyLimit};
 /// tests can hold the OpenAPI document to the routes that really exist. Literal paths come
 /// first and shadow the templated ones for every method, as a path names one resource:
 /// `GET /v1/cards/search` is a 405, not a lookup of the card "search".
+/// A templated route marked `+ gzip` is compressed for clients that accept it (`gzip` below).
 macro_rules! routes {
     (
         literal { $($method:ident $path:literal => $handler:path, $class:ident;)* }
-        templated { $($t_method:ident $t_path:literal => $t_handler:path, $t_class:ident;)* }
+        templated { $($t_method:ident $t_path:literal => $t_handler:path, $t_class:ident $(+ $t_wrap:ident)?;)* }
     ) => {
         /// Every native route, as (method, path template).
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)* $((stringify!($t_method), $t_path),)*];
@@ -53,7 +55,7 @@ macro_rules! routes {
             $(
                 cfg.service(limited(
                     RouteClass::$t_class,
-                    web::resource($t_path).guard(guard::Method(actix_web::http::Method::$t_method)).to($t_handler),
+                    $($t_wrap)? (web::resource($t_path).guard(guard::Method(actix_web::http::Method::$t_method)).to($t_handler)),
                 ));
             )*
             cfg.configure(virgil::configure)
@@ -94,15 +96,38 @@ routes! {
         POST "/v1/admin/keys/{kid}/revoke" => admin::console_api::revoke_key, Write;
         POST "/v1/admin/identities/{identity}/keyknox/erase" => admin::keyknox::erase_keyknox, Write;
         GET "/tlog/{app}/checkpoint" => transparency::get_checkpoint, Read;
-        GET "/tlog/{app}/tile/entries/{path:.*}" => transparency::get_bundle, Read;
-        GET "/tlog/{app}/tile/{path:.*}" => transparency::get_tile, Read;
+        GET "/tlog/{app}/tile/entries/{path:.*}" => transparency::get_bundle, Read + gzip;
+        GET "/tlog/{app}/tile/{path:.*}" => transparency::get_tile, Read + gzip;
     }
 }
 
 /// A route of `class`: its limits are applied after routing, by the route it matched, so every
 /// spelling of a path that reaches the handler (percent-encoded, doubled slashes) counts alike.
-pub(crate) fn limited(class: RouteClass, resource: Resource) -> impl HttpServiceFactory {
+pub(crate) fn limited<T, B>(class: RouteClass, resource: Resource<T>) -> impl HttpServiceFactory
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<B>, Error = Error, InitError = ()>
+        + 'static,
+    B: MessageBody + 'static,
+{
     resource.app_data(class).wrap(from_fn(ratelimit::limit_route))
+}
+
+/// A route whose answers are gzipped when the request accepts it (`+ gzip` above: the
+/// transparency tiles and entry bundles, which C2SP tlog-tiles lets a server compress at the HTTP
+/// layer). Every answer says `Vary: Accept-Encoding`, compressed or not, so a cache keeps the two
+/// apart; `Compress` adds it to the compressed ones and `DefaultHeaders` to the others.
+fn gzip(
+    resource: Resource,
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    resource.wrap(Compress::default()).wrap(DefaultHeaders::new().add((header::VARY, "Accept-Encoding")))
 }
 
 /// 405 with `Allow` when the path exists under another method, else 404. Limited as a read:
