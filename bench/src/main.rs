@@ -43,6 +43,9 @@ enum Command {
         identities: usize,
         #[arg(long)]
         dir: PathBuf,
+        /// Continue an interrupted seed in `dir`: its keys, and only the identities missing.
+        #[arg(long)]
+        resume: bool,
     },
     /// Write the request files for a running server seeded with `--identities`.
     Requests {
@@ -187,20 +190,37 @@ async fn seed_identity(store: &dyn Store, service: &SigningKey, n: usize) -> any
     Ok(())
 }
 
-async fn seed(database_url: &str, identities: usize, dir: &std::path::Path) -> anyhow::Result<()> {
+async fn seed(database_url: &str, identities: usize, dir: &std::path::Path, resume: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let pool = PoolSettings::simple(16, std::time::Duration::from_secs(30));
     let store: Arc<dyn Store> = storage::connect(database_url, &pool).await?;
     store.migrate().await?;
-    let service = SigningKey::generate();
-    manage::write_private_key(&dir.join("service-key.pem"), &service)?;
-    let admin = AppAdmin::new(store.as_ref(), &SystemClock);
-    admin.create_app(APP, CardsPerIdentity::Single, "bench").await?;
-    let app_key = SigningKey::generate();
-    manage::write_private_key(&dir.join("app-key.pem"), &app_key)?;
-    admin.add_key(APP, KeyRole::App, &app_key.public_key(), Some(KID.into()), "bench").await?;
+    let (service, todo) = if resume {
+        let service = manage::read_private_key(&dir.join("service-key.pem"))?;
+        let app = AppId::parse(APP)?;
+        let mut todo = Vec::new();
+        let all: Vec<usize> = (0..identities).collect();
+        for chunk in all.chunks(1000) {
+            let names: Vec<Identity> =
+                chunk.iter().map(|n| Identity::parse(&format!("u{n}"))).collect::<Result<_, _>>()?;
+            let seeded: std::collections::HashSet<Identity> =
+                store.identity_states(&app, &names).await?.into_iter().map(|(identity, _)| identity).collect();
+            todo.extend(chunk.iter().zip(&names).filter(|(_, name)| !seeded.contains(*name)).map(|(n, _)| *n));
+        }
+        eprintln!("resuming: {} of {identities} identities to seed", todo.len());
+        (service, todo)
+    } else {
+        let service = SigningKey::generate();
+        manage::write_private_key(&dir.join("service-key.pem"), &service)?;
+        let admin = AppAdmin::new(store.as_ref(), &SystemClock);
+        admin.create_app(APP, CardsPerIdentity::Single, "bench").await?;
+        let app_key = SigningKey::generate();
+        manage::write_private_key(&dir.join("app-key.pem"), &app_key)?;
+        admin.add_key(APP, KeyRole::App, &app_key.public_key(), Some(KID.into()), "bench").await?;
+        (service, (0..identities).collect())
+    };
     let started = std::time::Instant::now();
-    let results: Vec<anyhow::Result<()>> = stream::iter((0..identities).map(|n| {
+    let results: Vec<anyhow::Result<()>> = stream::iter(todo.into_iter().map(|n| {
         let (store, service) = (store.clone(), service.clone());
         async move { seed_identity(store.as_ref(), &service, n).await }
     }))
@@ -287,8 +307,7 @@ async fn requests(
     std::fs::write(dir.join("singles.txt"), lines(&singles))?;
     // Zipf: the draws are random, the distribution (and so the hot identities) fixed.
     let zipf = Zipf::new(identities, zipf_exponent);
-    let singles: Vec<String> =
-        (0..SINGLES).map(|_| format!("/v1/cards?identity=u{}", zipf.sample(&mut rng))).collect();
+    let singles: Vec<String> = (0..SINGLES).map(|_| format!("/v1/cards?identity=u{}", zipf.sample(&mut rng))).collect();
     std::fs::write(dir.join("singles_zipf.txt"), lines(&singles))?;
     let mut batches = Vec::with_capacity(ZIPF_BATCHES);
     for _ in 0..ZIPF_BATCHES {
@@ -322,7 +341,7 @@ async fn requests(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Seed { database_url, identities, dir } => seed(&database_url, identities, &dir).await,
+        Command::Seed { database_url, identities, dir, resume } => seed(&database_url, identities, &dir, resume).await,
         Command::Requests { url, identities, dir, publishes, publish_sets, zipf_exponent } => {
             requests(&url, identities, &dir, publishes, &publish_sets, zipf_exponent).await
         }

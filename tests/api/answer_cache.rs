@@ -110,6 +110,9 @@ async fn the_answer_cache_keeps_to_its_byte_budget(backend: Backend) {
     }
     let misses = metric(&app.client, &base, "cardinal_answer_cache_misses_total").await;
     assert_eq!(misses, 200.0, "every identity read once");
+    let held = metric(&app.client, &base, "cardinal_answer_cache_bytes ").await;
+    assert_eq!(metric(&app.client, &base, "cardinal_answer_cache_budget_bytes").await, budget as f64);
+    assert!(held > 0.0 && held <= budget as f64, "the cache holds {held} bytes against a budget of {budget}");
     // 200 cards of about 1 KiB each with their overhead would be far over 64 KiB: least recently
     // used ones were let go, so reading the first ones again misses.
     let first: Vec<&str> = names[..50].iter().map(String::as_str).collect();

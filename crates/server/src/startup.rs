@@ -190,6 +190,9 @@ impl Application {
             for counter in [&answers.hits, &answers.misses] {
                 metrics.registry.register(Box::new(counter.clone())).map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
             }
+            let bytes = crate::directory::AnswerCacheBytes::new(answers.clone(), settings.cache.answer_bytes)
+                .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+            metrics.registry.register(Box::new(bytes)).map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
         }
         if let Some(log) = &log {
             metrics

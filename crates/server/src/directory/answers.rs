@@ -92,3 +92,39 @@ impl AnswerCache {
         self.entries.weighted_size()
     }
 }
+
+/// `cardinal_answer_cache_bytes` and `_budget_bytes`, read when scraped: what the budget is
+/// and that it is kept.
+pub struct AnswerCacheBytes {
+    cache: Arc<AnswerCache>,
+    held: prometheus::IntGauge,
+    budget: prometheus::IntGauge,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl AnswerCacheBytes {
+    pub fn new(cache: Arc<AnswerCache>, budget: u64) -> prometheus::Result<Self> {
+        use prometheus::core::Collector;
+        let opts = |name: &str, help: &str| prometheus::Opts::new(name, help).namespace("cardinal");
+        let held = prometheus::IntGauge::with_opts(opts(
+            "answer_cache_bytes",
+            "Bytes the answer cache holds, as it weighs its entries (cards and overhead)",
+        ))?;
+        let budget_gauge =
+            prometheus::IntGauge::with_opts(opts("answer_cache_budget_bytes", "The answer cache's byte budget"))?;
+        budget_gauge.set(i64::try_from(budget).unwrap_or(i64::MAX));
+        let descs = [held.desc(), budget_gauge.desc()].into_iter().flatten().cloned().collect();
+        Ok(AnswerCacheBytes { cache, held, budget: budget_gauge, descs })
+    }
+}
+
+impl prometheus::core::Collector for AnswerCacheBytes {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.held.set(i64::try_from(self.cache.weighted_bytes()).unwrap_or(i64::MAX));
+        [self.held.collect(), self.budget.collect()].into_iter().flatten().collect()
+    }
+}

@@ -28,7 +28,7 @@ use crate::clock::Clock;
 use crate::domain::{AppId, CardsPerIdentity};
 use crate::storage::{AppStore, CardRecord, CardStore, EventLog, StorageError, Store};
 
-pub use answers::AnswerCache;
+pub use answers::{AnswerCache, AnswerCacheBytes};
 pub use etag::{IfNoneMatch, card_etag, lookup_etag};
 pub use lookup::{CardsByIdentity, Count, Lookup};
 pub use revoke::Revoker;

@@ -14,6 +14,9 @@ pub fn database_file(url: &str) -> Result<std::path::PathBuf, StorageError> {
     Ok(options.get_filename().to_path_buf())
 }
 
+/// Per connection, in KiB.
+const PAGE_CACHE_KIB: u32 = 512;
+
 /// Opens (creating if needed) the database file and its directory. WAL lets readers run beside
 /// the one writer; `synchronous = FULL` makes every acknowledged commit survive a power cut, not
 /// only a crash.
@@ -24,7 +27,11 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Sqlite
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(Duration::from_secs(5))
+        // Each connection keeps a page cache of its own (2 MiB by default), a copy of pages the
+        // kernel's page cache holds anyway: with 16 connections that was 32 MiB of Cardinal's
+        // RSS for little speed (see BENCHMARKS.md, SQLite's RSS).
+        .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
     let file = options.get_filename().to_path_buf();
     if let Some(dir) = file.parent() {
         crate::files::create_private_dir(dir).map_err(|e| StorageError::Other(format!("{e:#}")))?;
