@@ -150,6 +150,8 @@ pub struct DatabaseSettings {
     pub write_queue_max_writers: usize,
     /// SQLite: longest a write waits for its turn before 503, in milliseconds.
     pub write_queue_timeout_ms: u64,
+    /// SQLite: each connection's page cache, in KiB.
+    pub sqlite_page_cache_kib: u32,
 }
 
 impl DatabaseSettings {
@@ -175,6 +177,7 @@ impl DatabaseSettings {
                 max_writers: self.write_queue_max_writers.max(1),
                 max_wait: Duration::from_millis(self.write_queue_timeout_ms),
             },
+            sqlite_page_cache_kib: self.sqlite_page_cache_kib,
         }
     }
 }

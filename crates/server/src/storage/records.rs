@@ -263,6 +263,8 @@ pub struct PoolSettings {
     pub replica_max_lag: std::time::Duration,
     /// SQLite: the one writer path's bounds.
     pub write_queue: WriteQueueSettings,
+    /// SQLite: each connection's page cache, in KiB.
+    pub sqlite_page_cache_kib: u32,
 }
 
 /// How many writers may queue for SQLite's one writer path, and for how long, before a write is
@@ -314,6 +316,7 @@ impl PoolSettings {
             replica_urls: Vec::new(),
             replica_max_lag: std::time::Duration::from_secs(1),
             write_queue: WriteQueueSettings::default(),
+            sqlite_page_cache_kib: 512,
         }
     }
 }

@@ -14,9 +14,6 @@ pub fn database_file(url: &str) -> Result<std::path::PathBuf, StorageError> {
     Ok(options.get_filename().to_path_buf())
 }
 
-/// Per connection, in KiB.
-const PAGE_CACHE_KIB: u32 = 512;
-
 /// Opens (creating if needed) the database file and its directory. WAL lets readers run beside
 /// the one writer; `synchronous = FULL` makes every acknowledged commit survive a power cut, not
 /// only a crash.
@@ -31,7 +28,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Sqlite
         // Each connection keeps a page cache of its own (2 MiB by default), a copy of pages the
         // kernel's page cache holds anyway: with 16 connections that was 32 MiB of Cardinal's
         // RSS for little speed (see BENCHMARKS.md, SQLite's RSS).
-        .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
+        .pragma("cache_size", format!("-{}", settings.sqlite_page_cache_kib.max(64)));
     let file = options.get_filename().to_path_buf();
     if let Some(dir) = file.parent() {
         crate::files::create_private_dir(dir).map_err(|e| StorageError::Other(format!("{e:#}")))?;
